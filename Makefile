@@ -1,0 +1,79 @@
+# fedchain: the two commands users need are `make demo` and `make test`. Both install first.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+# anvil (linked into .venv/bin) and brownie must be found first.
+export PATH := $(BIN):$(PATH)
+# pip prints a warning for each package missing from the local extra index; keep the log readable.
+PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
+
+NODES ?= 5
+ROUNDS ?= 5
+
+.PHONY: help install demo test test-contracts test-unit test-e2e compile gas lint-contracts bench clean
+
+help:
+	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
+	@echo "make test            install everything, then run every test (contracts, unit, end-to-end)"
+	@echo "make install         .venv (pip), node_modules (npm), solc wrapper, anvil link; idempotent"
+	@echo "make compile | gas | lint-contracts | bench | test-contracts | test-unit | test-e2e"
+
+# ---------------------------------------------------------------------------------------------
+# Installation (idempotent; stamps make a second run take seconds)
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund 2>&1 | grep -v "nodedir" || true
+	@test -d node_modules/solc -a -d node_modules/@openzeppelin/contracts || (echo "error: npm ci failed; check access to the npm registry" >&2; exit 1)
+	touch $@
+
+$(VENV)/.stamp: requirements.txt requirements-nodeps.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned exactly: the local CPU build. Any looser spec pulls CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0 2>&1 | $(PIP_QUIET)
+	$(BIN)/pip install -q -r requirements.txt 2>&1 | $(PIP_QUIET)
+	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | $(PIP_QUIET)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
+	$(BIN)/python -c "import torch, brownie, fastapi, safetensors; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+install: node_modules/.stamp $(VENV)/.stamp
+	$(BIN)/python tools/install_solc.py
+	ln -sf "$$(node tools/link_anvil.js)" $(BIN)/anvil
+	@$(BIN)/anvil --version | head -1
+
+compile: install
+	brownie compile
+
+# ---------------------------------------------------------------------------------------------
+# The two user commands
+demo: install compile
+	$(BIN)/fedchain demo --nodes $(NODES) --rounds $(ROUNDS)
+
+test: install compile
+	$(MAKE) --no-print-directory test-contracts test-unit test-e2e
+
+test-contracts:
+	brownie test tests/contracts
+
+test-unit:
+	@if [ -d tests/unit ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/unit; fi
+
+test-e2e:
+	@if [ -d tests/e2e ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/e2e; fi
+
+# ---------------------------------------------------------------------------------------------
+gas: install compile
+	brownie run scripts/gas.py
+
+lint-contracts: install compile
+	$(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules
+
+bench: install compile
+	@if [ -f scripts/bench.py ]; then $(BIN)/python scripts/bench.py; fi
+
+clean:
+	rm -rf build reports .pytest_cache .hypothesis deployments/*.json
