@@ -1,0 +1,47 @@
+"""Settings from the environment (prefix ``FEDCHAIN_``), with CLI flags taking precedence.
+
+Only the environment is read: no .env files (see requirements-nodeps.txt for why).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEDCHAIN_", env_file=None, extra="ignore")
+
+    #: JSON-RPC endpoint of the chain (anvil by default).
+    rpc_url: str = "http://127.0.0.1:8545"
+    #: Folder holding ``<chainId>.json`` deployment files written by ``scripts/deploy.py``.
+    deployments_dir: Path = REPO_ROOT / "deployments"
+    #: Folder holding brownie build artifacts (ABIs).
+    build_dir: Path = REPO_ROOT / "build" / "contracts"
+    #: Where the aggregator keeps blobs and its SQLite index.
+    data_dir: Path = REPO_ROOT / ".fedchain" / "aggregator"
+    #: SQLAlchemy URL of the index; defaults to SQLite under data_dir.
+    db_url: str | None = None
+    #: Largest blob (update, model) accepted, in bytes.
+    max_blob_bytes: int = 64 * 1024 * 1024
+    #: Largest JSON blob (config, report) accepted, in bytes.
+    max_json_bytes: int = 1024 * 1024
+    #: API bind address.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: Public URL of the aggregator API (what nodes and auditors call).
+    api_url: str = "http://127.0.0.1:8000"
+    #: Signing key: a hex private key, or use keystore_file + password.
+    private_key: str | None = None
+    keystore_file: Path | None = None
+    keystore_password: str | None = None
+    #: On a local dev chain (anvil), the index of a well-known dev account.
+    dev_account: int | None = None
+    #: Seconds between chain polls.
+    poll_interval: float = 0.5
+
+    def resolved_db_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'index.sqlite'}"
