@@ -1,0 +1,396 @@
+"""The one chain wrapper: web3.py over brownie build artifacts and ``deployments/<chainId>.json``.
+
+It checks the RPC is reachable (``RpcUnavailable`` names the URL and ``fedchain chain``), keeps a
+local nonce, signs with a local key, waits for receipts, and decodes every revert into a
+:class:`fedchain.errors.ContractRevert` carrying the custom error's name and arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+
+from fedchain.chain.deployment import Deployment, load_deployment
+from fedchain.chain.revert import RevertDecoder
+from fedchain.chain.types import Commitment, EventRecord, RoundInfo, RoundStatus, TxResult
+from fedchain.errors import ChainError, ConfigError, ContractRevert, NotFound, RpcUnavailable
+from fedchain.hashing import bytes32_to_hash, hash_to_bytes32
+
+ZERO_HASH = "0x" + "00" * 32
+_LOG_CHUNK = 10_000
+
+
+def connect_web3(rpc_url: str, timeout: float = 10.0) -> Web3:
+    """A connected Web3, or RpcUnavailable naming the URL and the fix."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - a real round trip
+    except (requests.exceptions.RequestException, OSError) as exc:
+        raise RpcUnavailable(rpc_url, type(exc).__name__) from exc
+    except Exception as exc:  # an endpoint that answers, but not JSON-RPC
+        raise RpcUnavailable(rpc_url, f"not a JSON-RPC endpoint: {exc}") from exc
+    return w3
+
+
+def load_abi(path: Path) -> list[dict[str, Any]]:
+    try:
+        return json.loads(Path(path).read_text())["abi"]
+    except FileNotFoundError as exc:
+        raise ConfigError(f"contract artifact {path} not found", hint="run `brownie compile` (make compile)") from exc
+
+
+def _hex(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return "0x" + bytes(value).hex()
+    return value
+
+
+class ChainClient:
+    """Reads and writes fedchain's contracts. Implements :class:`fedchain.chain.types.ChainReader`."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        deployment: Deployment,
+        *,
+        rpc_url: str,
+        repo_root: Path,
+        account: LocalAccount | None = None,
+        receipt_timeout: float = 60.0,
+    ) -> None:
+        self.w3 = w3
+        self.rpc_url = rpc_url
+        self.deployment = deployment
+        self.account = account
+        self.receipt_timeout = receipt_timeout
+        self.chain_id = deployment.chain_id
+        self.registry_address = to_checksum_address(deployment.registry_address)
+        self.rounds_address = to_checksum_address(deployment.rounds_address)
+        self.deploy_block = deployment.block
+        abis = {
+            name: load_abi(repo_root / rel) for name, rel in deployment.abi_paths.items()
+        }
+        self.registry = w3.eth.contract(address=self.registry_address, abi=abis["NodeRegistry"])
+        self.rounds = w3.eth.contract(address=self.rounds_address, abi=abis["TrainingRounds"])
+        self.decoder = RevertDecoder(abis.values())
+        self._nonce_lock = threading.Lock()
+        self._nonce: int | None = None
+        self._topics: dict[bytes, tuple[str, Any]] = {}
+        for cname, contract in (("NodeRegistry", self.registry), ("TrainingRounds", self.rounds)):
+            for item in contract.abi:
+                if item.get("type") == "event":
+                    event = contract.events[item["name"]]()
+                    self._topics[bytes(event.topic)] = (cname, event)
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def connect(
+        cls,
+        rpc_url: str,
+        *,
+        deployments_dir: Path | None = None,
+        repo_root: Path,
+        account: LocalAccount | None = None,
+        deployment: Deployment | None = None,
+    ) -> "ChainClient":
+        """Connect and load the deployment for the chain's id (from ``deployments_dir`` unless given)."""
+        w3 = connect_web3(rpc_url)
+        chain_id = w3.eth.chain_id
+        if deployment is None:
+            if deployments_dir is None:
+                raise ConfigError("no deployment given", hint="pass a deployments directory or the API URL")
+            deployment = load_deployment(deployments_dir, chain_id)
+        elif deployment.chain_id != chain_id:
+            raise ConfigError(
+                f"the deployment is for chain {deployment.chain_id} but {rpc_url} is chain {chain_id}",
+                hint="point --rpc-url at the chain the aggregator uses",
+            )
+        if not w3.eth.get_code(to_checksum_address(deployment.rounds_address)):
+            raise ConfigError(
+                f"no contract at {deployment.rounds_address} on chain {deployment.chain_id} "
+                f"(stale {deployments_dir}/{deployment.chain_id}.json from an earlier chain?)",
+                hint="deploy again with `fedchain deploy`",
+            )
+        return cls(w3, deployment, rpc_url=rpc_url, repo_root=repo_root, account=account)
+
+    # -- calls ---------------------------------------------------------------------------------
+    def _call(self, fn: Any, name: str) -> Any:
+        try:
+            return fn.call()
+        except ContractLogicError as exc:
+            raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+
+    def block_number(self) -> int:
+        try:
+            return self.w3.eth.block_number
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+
+    def block_timestamp(self) -> int:
+        try:
+            return int(self.w3.eth.get_block("latest")["timestamp"])
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+
+    def current_round_id(self) -> int:
+        return int(self._call(self.rounds.functions.currentRoundId(), "currentRoundId"))
+
+    def last_finalized_round_id(self) -> int:
+        return int(self._call(self.rounds.functions.lastFinalizedRoundId(), "lastFinalizedRoundId"))
+
+    def grace_period(self) -> int:
+        return int(self._call(self.rounds.functions.gracePeriod(), "gracePeriod"))
+
+    def get_round(self, round_id: int) -> RoundInfo:
+        if round_id <= 0 or round_id > self.current_round_id():
+            raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
+        r = self._call(self.rounds.functions.getRound(round_id), "getRound")
+        (base, config, model, report, deadline, opened, closed, min_updates, commits, accepted, status) = r
+        model_h = bytes32_to_hash(model)
+        report_h = bytes32_to_hash(report)
+        return RoundInfo(
+            round_id=round_id,
+            base_model_hash=bytes32_to_hash(base),
+            config_hash=bytes32_to_hash(config),
+            global_model_hash=None if model_h == ZERO_HASH else model_h,
+            report_hash=None if report_h == ZERO_HASH else report_h,
+            deadline=int(deadline),
+            opened_at=int(opened),
+            closed_at=int(closed),
+            min_updates=int(min_updates),
+            commit_count=int(commits),
+            accepted_count=int(accepted),
+            status=RoundStatus(int(status)),
+        )
+
+    def get_commitment(self, round_id: int, node: str) -> Commitment | None:
+        h, samples = self._call(
+            self.rounds.functions.getCommitment(round_id, to_checksum_address(node)), "getCommitment"
+        )
+        h = bytes32_to_hash(h)
+        if h == ZERO_HASH:
+            return None
+        return Commitment(round_id=round_id, node=to_checksum_address(node), update_hash=h, num_samples=int(samples))
+
+    def commitments(self, round_id: int) -> list[Commitment]:
+        """Every commitment of a round, from UpdateSubmitted events, cross-checked with storage."""
+        out = []
+        rnd = self.get_round(round_id)
+        last = rnd.closed_at or None
+        for ev in self.events(max(rnd.opened_at, self.deploy_block), last, names={"UpdateSubmitted"}):
+            if ev.args["roundId"] != round_id:
+                continue
+            out.append(
+                Commitment(
+                    round_id=round_id,
+                    node=ev.args["node"],
+                    update_hash=ev.args["updateHash"],
+                    num_samples=int(ev.args["numSamples"]),
+                )
+            )
+        if len(out) != rnd.commit_count:
+            raise ChainError(
+                f"round {round_id}: {len(out)} UpdateSubmitted events but commitCount={rnd.commit_count}",
+                hint="the RPC endpoint may be pruning logs; use an archive/full node",
+            )
+        return sorted(out, key=lambda c: c.node.lower())
+
+    def is_active_node(self, address: str) -> bool:
+        return bool(self._call(self.registry.functions.isActiveNode(to_checksum_address(address)), "isActiveNode"))
+
+    def node_count(self) -> int:
+        return int(self._call(self.registry.functions.nodeCount(), "nodeCount"))
+
+    def latest_model_hash(self) -> str:
+        return bytes32_to_hash(self._call(self.rounds.functions.latestModelHash(), "latestModelHash"))
+
+    def genesis_model_hash(self) -> str | None:
+        h = bytes32_to_hash(self._call(self.rounds.functions.genesisModelHash(), "genesisModelHash"))
+        return None if h == ZERO_HASH else h
+
+    def has_role(self, role_name: str, address: str) -> bool:
+        contract = self.registry if role_name == "REGISTRAR_ROLE" else self.rounds
+        role = (
+            b"\x00" * 32
+            if role_name == "DEFAULT_ADMIN_ROLE"
+            else self._call(getattr(contract.functions, role_name)(), role_name)
+        )
+        return bool(self._call(contract.functions.hasRole(role, to_checksum_address(address)), "hasRole"))
+
+    # -- events --------------------------------------------------------------------------------
+    def _decode_log(self, log: Any) -> EventRecord | None:
+        if not log["topics"]:
+            return None
+        hit = self._topics.get(bytes(log["topics"][0]))
+        if hit is None:
+            return None
+        cname, event = hit
+        decoded = event.process_log(log)
+        args = {}
+        for k, v in decoded["args"].items():
+            args[k] = to_checksum_address(v) if isinstance(v, str) and Web3.is_address(v) else _hex(v)
+        return EventRecord(
+            name=decoded["event"],
+            contract=cname,
+            args=args,
+            block_number=int(log["blockNumber"]),
+            tx_hash=_hex(log["transactionHash"]),
+            log_index=int(log["logIndex"]),
+        )
+
+    def events(
+        self, from_block: int, to_block: int | None = None, *, names: set[str] | None = None
+    ) -> list[EventRecord]:
+        """All fedchain events in [from_block, to_block], ordered by (block, log index)."""
+        try:
+            last = self.w3.eth.block_number if to_block is None else to_block
+            out: list[EventRecord] = []
+            start = max(0, from_block)
+            while start <= last:
+                end = min(last, start + _LOG_CHUNK - 1)
+                logs = self.w3.eth.get_logs(
+                    {"address": [self.registry_address, self.rounds_address], "fromBlock": start, "toBlock": end}
+                )
+                for log in logs:
+                    rec = self._decode_log(log)
+                    if rec is not None and (names is None or rec.name in names):
+                        out.append(rec)
+                start = end + 1
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+        return sorted(out, key=lambda e: (e.block_number, e.log_index))
+
+    def receipt(self, tx_hash: str) -> TxResult:
+        try:
+            rcpt = self.w3.eth.get_transaction_receipt(tx_hash)
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+        except Exception as exc:
+            raise NotFound(f"no receipt for transaction {tx_hash}") from exc
+        return self._result(rcpt)
+
+    def _result(self, rcpt: Any) -> TxResult:
+        events = [e for e in (self._decode_log(log) for log in rcpt["logs"]) if e is not None]
+        return TxResult(
+            tx_hash=_hex(rcpt["transactionHash"]),
+            block_number=int(rcpt["blockNumber"]),
+            gas_used=int(rcpt["gasUsed"]),
+            events=events,
+        )
+
+    # -- transactions --------------------------------------------------------------------------
+    def _require_account(self) -> LocalAccount:
+        if self.account is None:
+            raise ConfigError("this command sends transactions but no key was given",
+                              hint="pass --keystore FILE, --private-key, or --dev-account N on anvil")
+        return self.account
+
+    def _next_nonce(self, address: str, refresh: bool = False) -> int:
+        with self._nonce_lock:
+            if self._nonce is None or refresh:
+                self._nonce = self.w3.eth.get_transaction_count(address, "pending")
+            nonce = self._nonce
+            self._nonce += 1
+            return nonce
+
+    def transact(self, contract_fn: Any, name: str, *, retries: int = 3) -> TxResult:
+        """Estimate (which surfaces reverts with their data), sign, send, wait for the receipt."""
+        account = self._require_account()
+        refresh = False
+        for attempt in range(retries):
+            try:
+                tx = contract_fn.build_transaction(
+                    {"from": account.address, "chainId": self.chain_id,
+                     "nonce": self._next_nonce(account.address, refresh)}
+                )
+                tx["gas"] = int(tx["gas"] * 1.2) + 10_000
+                signed = account.sign_transaction(tx)
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
+            except ContractLogicError as exc:
+                self._nonce = None  # the nonce we took was not used
+                raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
+            except (requests.exceptions.RequestException, OSError) as exc:
+                self._nonce = None
+                raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+            except TimeExhausted as exc:
+                raise ChainError(f"{name}: no receipt after {self.receipt_timeout:.0f} s",
+                                 hint="is the chain mining? check the RPC endpoint") from exc
+            except Web3RPCError as exc:
+                msg = str(exc).lower()
+                if "nonce" in msg and attempt + 1 < retries:
+                    refresh = True
+                    continue
+                self._nonce = None
+                raise ChainError(f"{name}: the node refused the transaction: {exc}") from exc
+            if rcpt["status"] != 1:
+                # Replay as a call at the failing block to recover the revert data.
+                try:
+                    contract_fn.call({"from": account.address}, block_identifier=rcpt["blockNumber"] - 1)
+                except ContractLogicError as exc:
+                    raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
+                raise ContractRevert("UnknownRevert", {"tx": _hex(rcpt["transactionHash"])}, function=name)
+            return self._result(rcpt)
+        raise ChainError(f"{name}: could not get a valid nonce after {retries} tries")
+
+    # Typed wrappers ---------------------------------------------------------------------------
+    def admit_node(self, node: str, public_key: bytes = b"", metadata_hash: str = ZERO_HASH) -> TxResult:
+        return self.transact(
+            self.registry.functions.admitNode(to_checksum_address(node), public_key, hash_to_bytes32(metadata_hash)),
+            "admitNode",
+        )
+
+    def remove_node(self, node: str) -> TxResult:
+        return self.transact(self.registry.functions.removeNode(to_checksum_address(node)), "removeNode")
+
+    def set_genesis_model(self, model_hash: str) -> TxResult:
+        return self.transact(self.rounds.functions.setGenesisModel(hash_to_bytes32(model_hash)), "setGenesisModel")
+
+    def open_round(self, base_model_hash: str, config_hash: str, deadline: int, min_updates: int) -> tuple[int, TxResult]:
+        res = self.transact(
+            self.rounds.functions.openRound(
+                hash_to_bytes32(base_model_hash), hash_to_bytes32(config_hash), int(deadline), int(min_updates)
+            ),
+            "openRound",
+        )
+        opened = [e for e in res.events if e.name == "RoundOpened"]
+        if not opened:
+            raise ChainError("openRound succeeded but emitted no RoundOpened event")
+        return int(opened[0].args["roundId"]), res
+
+    def submit_update(self, round_id: int, update_hash: str, num_samples: int) -> TxResult:
+        return self.transact(
+            self.rounds.functions.submitUpdate(int(round_id), hash_to_bytes32(update_hash), int(num_samples)),
+            "submitUpdate",
+        )
+
+    def finalize_round(self, round_id: int, model_hash: str, report_hash: str, accepted: int) -> TxResult:
+        return self.transact(
+            self.rounds.functions.finalizeRound(
+                int(round_id), hash_to_bytes32(model_hash), hash_to_bytes32(report_hash), int(accepted)
+            ),
+            "finalizeRound",
+        )
+
+    def expire_round(self, round_id: int) -> TxResult:
+        return self.transact(self.rounds.functions.expireRound(int(round_id)), "expireRound")
+
+    # -- waiting -------------------------------------------------------------------------------
+    def wait_until(self, predicate: Callable[[], bool], *, timeout: float, poll: float = 0.5) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            time.sleep(poll)
+        return predicate()

@@ -1,0 +1,390 @@
+"""The ``fedchain`` command: chain, deploy, admit, aggregator, node, rounds, verify, demo, baseline.
+
+Every user-facing failure is a :class:`fedchain.errors.FedchainError`: printed as one ``error:``
+line (plus a ``hint:`` naming the fix) with a non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.table import Table
+
+from fedchain.errors import FedchainError
+from fedchain.settings import REPO_ROOT, Settings
+
+console = Console()
+
+
+def report_error(exc: FedchainError, con: Console | None = None) -> int:
+    con = con or Console(stderr=True)
+    con.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        con.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    return exc.exit_code
+
+
+def _key_args(p: argparse.ArgumentParser, *, default_dev: int | None = None) -> None:
+    s = Settings()
+    g = p.add_argument_group("signing key (one of)")
+    g.add_argument("--keystore", type=Path, default=s.keystore_file,
+                   help="eth-account keystore JSON; password from FEDCHAIN_KEYSTORE_PASSWORD")
+    g.add_argument("--private-key", default=s.private_key, help=argparse.SUPPRESS)
+    g.add_argument("--dev-account", type=int, default=s.dev_account,
+                   help=f"anvil dev account index (local chains only){'; default %d on a dev chain' % default_dev if default_dev is not None else ''}")
+
+
+def _account(args: argparse.Namespace, *, default_dev: int | None = None) -> Any:
+    from fedchain.chain.accounts import resolve_account
+
+    dev = args.dev_account
+    if dev is None and args.keystore is None and args.private_key is None and default_dev is not None:
+        dev = default_dev
+    return resolve_account(private_key=args.private_key, keystore=args.keystore, dev_index=dev)
+
+
+def _dev_default(rpc_url: str) -> int | None:
+    """Use dev account 0 by default only on a local anvil chain (chain id 31337)."""
+    from fedchain.chain.client import connect_web3
+    from fedchain.devchain import DEV_CHAIN_ID
+
+    return 0 if connect_web3(rpc_url).eth.chain_id == DEV_CHAIN_ID else None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    s = Settings()
+    updates: dict[str, Any] = {}
+    for name in ("rpc_url", "api_url", "data_dir", "deployments_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            updates[name] = value
+    if getattr(args, "port", None) is not None and hasattr(args, "host"):
+        updates["api_port"] = args.port
+        updates["api_host"] = args.host
+        if getattr(args, "api_url", None) is None:
+            updates["api_url"] = f"http://{args.host}:{args.port}"
+    return s.model_copy(update=updates)
+
+
+# --------------------------------------------------------------------------------------------
+# chain
+def cmd_chain(args: argparse.Namespace) -> int:
+    from fedchain.chain.accounts import dev_account
+    from fedchain.devchain import anvil_command, port_open
+
+    if port_open(args.host, args.port):
+        raise FedchainError(f"port {args.port} is already in use", hint="a chain may already be running there; or pass --port")
+    console.print(f"[bold]fedchain chain[/]: anvil on http://{args.host}:{args.port} (chain id 31337, Ctrl-C to stop)")
+    for i in range(min(args.accounts, 6)):
+        role = "admin + aggregator" if i == 0 else f"node {i}"
+        console.print(f"  dev account {i}: {dev_account(i).address}  ({role})", highlight=False)
+    proc = subprocess.Popen(anvil_command(args.port, args.host, args.accounts, args.block_time, quiet=not args.verbose))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(10)
+        return 0
+
+
+# --------------------------------------------------------------------------------------------
+# deploy / admit
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from fedchain.aggregator.service import genesis_model
+    from fedchain.chain.accounts import dev_account
+    from fedchain.chain.deploy import deploy
+    from fedchain.tasks import load_task
+
+    s = _settings(args)
+    account = _account(args, default_dev=_dev_default(s.rpc_url))
+    task = load_task(args.task)
+    _, genesis = genesis_model(task, task.default_params(), args.model_seed)
+    admit = list(args.admit or []) + [dev_account(i).address for i in range(1, (args.admit_dev or 0) + 1)]
+    console.print(f"deploying to {s.rpc_url} as {account.address}")
+    dep = deploy(s.rpc_url, account, repo_root=REPO_ROOT, deployments_dir=s.deployments_dir,
+                 aggregator=args.aggregator, grace_period=args.grace_period, genesis_hash=genesis, admit=admit,
+                 log=lambda m: console.print("  " + m, highlight=False))
+    console.print(f"[green]deployed[/] on chain {dep.chain_id} at block {dep.block}")
+    return 0
+
+
+def cmd_admit(args: argparse.Namespace) -> int:
+    from fedchain.chain.client import ChainClient
+
+    s = _settings(args)
+    chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
+                                account=_account(args, default_dev=_dev_default(s.rpc_url)))
+    for address in args.addresses:
+        tx = chain.remove_node(address) if args.remove else chain.admit_node(address)
+        console.print(f"{'removed' if args.remove else 'admitted'} {address} (gas {tx.gas_used})", highlight=False)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# aggregator
+def _round_table(summaries: list[Any], metric: str) -> Table:
+    t = Table(title="fedchain rounds")
+    for col in ("round", "status", "accepted", "rejected", "global model", "gas open/finalize", f"val {metric}"):
+        t.add_column(col, justify="right" if col not in ("status", "global model") else "left")
+    for s in summaries:
+        gas = f"{s.gas.get('open', 0):,}/{s.gas.get('finalize', s.gas.get('expire', 0)):,}"
+        m = s.metrics.get(metric)
+        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected),
+                  (s.global_model_hash or "-")[:18] + ("…" if s.global_model_hash else ""), gas,
+                  f"{m:.4f}" if m is not None else "-")
+    return t
+
+
+def _build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: Any, api: Any) -> Any:
+    from fedchain.aggregator import Aggregator
+    from fedchain.aggregator.server import uploads_lookup
+    from fedchain.tasks import load_task
+
+    task = load_task(args.task)
+    return Aggregator(
+        chain, store, task, task_spec=args.task, strategy=args.strategy, seed=args.seed, model_seed=args.model_seed,
+        max_blob_bytes=s.max_blob_bytes, poll_interval=s.poll_interval,
+        uploads_lookup=uploads_lookup(api.indexer), on_sync=api.indexer.sync,
+        log=lambda m: console.print(f"[dim]aggregator[/] {m}", highlight=False),
+    ), task
+
+
+def cmd_aggregator(args: argparse.Namespace) -> int:
+    from fedchain.aggregator.server import start_api
+    from fedchain.chain.client import ChainClient
+    from fedchain.store import FilesystemStore
+
+    s = _settings(args)
+    chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
+                                account=_account(args, default_dev=_dev_default(s.rpc_url)))
+    store = FilesystemStore(s.data_dir / "blobs", max_bytes=s.max_blob_bytes)
+    api = start_api(s, chain, store)
+    console.print(f"API serving on {api.url} (docs at {api.url}/docs)")
+    try:
+        agg, task = _build_aggregator(args, s, chain, store, api)
+        summaries: list[Any] = []
+
+        def on_round(summary: Any) -> None:
+            summaries.append(summary)
+            m = summary.metrics.get(task.primary_metric)
+            console.print(f"round {summary.round} {summary.status}: {summary.accepted} accepted, "
+                          f"{summary.rejected} rejected" + (f", val {task.primary_metric} {m:.4f}" if m is not None else ""),
+                          highlight=False)
+
+        agg.run(rounds=args.rounds, min_updates=args.min_updates, round_seconds=args.round_seconds, on_round=on_round)
+        console.print(_round_table(summaries, task.primary_metric))
+        if args.exit_when_done:
+            return 0
+        console.print(f"rounds done; API still serving on {api.url} (Ctrl-C to stop)")
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        api.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# node
+def cmd_node(args: argparse.Namespace) -> int:
+    from node.participant import run
+
+    return run(args, console)
+
+
+# --------------------------------------------------------------------------------------------
+# rounds
+def cmd_rounds(args: argparse.Namespace) -> int:
+    import httpx
+
+    s = _settings(args)
+    try:
+        r = httpx.get(f"{s.api_url.rstrip('/')}/rounds", params={"limit": args.limit, "offset": 0}, timeout=10)
+    except httpx.TransportError as exc:
+        raise FedchainError(f"cannot reach the API at {s.api_url} ({type(exc).__name__})",
+                            hint="start it with `fedchain aggregator`, or pass --api-url") from exc
+    if r.status_code != 200:
+        raise FedchainError(f"{s.api_url}/rounds answered HTTP {r.status_code}: {r.text[:200]}")
+    items = r.json()["items"]
+    if args.json:
+        console.print_json(data=items)
+        return 0
+    t = Table(title=f"rounds at {s.api_url}")
+    for col in ("round", "status", "commits", "accepted", "global model", "report", "metrics"):
+        t.add_column(col)
+    for it in items:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in (it.get("metrics") or {}).items() if isinstance(v, (int, float)))
+        t.add_row(str(it["round_id"]), it["status"], str(it.get("commit_count", "")), str(it.get("accepted_count", "")),
+                  (it.get("global_model_hash") or "-")[:18], (it.get("report_hash") or "-")[:18], metrics)
+    console.print(t)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# verify
+def cmd_verify(args: argparse.Namespace) -> int:
+    from fedchain.verify import verify_round
+
+    s = _settings(args)
+    result = verify_round(args.round, rpc_url=s.rpc_url, api_url=s.api_url, deployments_dir=s.deployments_dir,
+                          log=lambda m: console.print(m, highlight=False))
+    if result.ok:
+        console.print(f"[green]round {args.round} verified[/]: recomputed model hash {result.recomputed_model_hash} "
+                      f"equals the on-chain hash", highlight=False)
+        return 0
+    for problem in result.problems:
+        console.print(f"[bold red]MISMATCH[/] {problem}", highlight=False)
+    return 1
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fedchain.demo import run_demo
+
+    return run_demo(args, console)
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from fedchain.tasks.baseline import run_baseline
+
+    kwargs: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "plot_path": args.plot, "progress": True}
+    if args.rounds is not None:
+        kwargs["rounds"] = args.rounds
+    result = run_baseline(args.task, **kwargs)
+    t = Table(title=f"{args.task}: seed {args.seed}, {args.nodes} venues, {result.get('rounds')} rounds")
+    t.add_column("model")
+    t.add_column("rmse", justify="right")
+    t.add_row("centralised", f"{result['centralised']['rmse']:.4f}")
+    t.add_row("federated", f"{result['federated']['rmse']:.4f}")
+    for item in result["local_only"]:
+        t.add_row(f"local-only {item.get('venue', item.get('shard'))}", f"{item['rmse']:.4f}")
+    console.print(t)
+    targets = result.get("targets") or {}
+    if targets:
+        console.print(f"federated / centralised = {targets.get('federated_vs_centralised', float('nan')):.3f}, "
+                      f"federated / median local-only = {targets.get('federated_vs_median_local', float('nan')):.3f}, "
+                      f"targets met: {targets.get('met')}", highlight=False)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        console.print(f"wrote {args.json}")
+    if args.plot:
+        console.print(f"wrote {args.plot}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    s = Settings()
+    p = argparse.ArgumentParser(prog="fedchain", description="Auditable federated learning on an EVM chain.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help, description=help)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    c = add("chain", cmd_chain, "run a local anvil chain (from node_modules) in the foreground")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=8545)
+    c.add_argument("--accounts", type=int, default=10)
+    c.add_argument("--block-time", type=float, default=None, help="seconds per block (default: mine on each tx)")
+    c.add_argument("--verbose", action="store_true", help="show anvil's own log")
+
+    d = add("deploy", cmd_deploy, "deploy the contracts, set the genesis model, admit nodes")
+    d.add_argument("--rpc-url", default=None)
+    d.add_argument("--deployments-dir", type=Path, default=None)
+    _key_args(d, default_dev=0)
+    d.add_argument("--aggregator", default=None, help="address granted AGGREGATOR_ROLE (default: the deployer)")
+    d.add_argument("--grace-period", type=int, default=60, help="seconds after a deadline before anyone may expire a round")
+    d.add_argument("--task", default="options-iv")
+    d.add_argument("--model-seed", type=int, default=0, help="seed of the genesis model")
+    d.add_argument("--admit", nargs="*", default=[], metavar="ADDRESS", help="node addresses to admit")
+    d.add_argument("--admit-dev", type=int, default=0, metavar="N", help="admit anvil dev accounts 1..N")
+
+    a = add("admit", cmd_admit, "admit (or --remove) node addresses; needs the registrar key")
+    a.add_argument("addresses", nargs="+")
+    a.add_argument("--remove", action="store_true")
+    a.add_argument("--rpc-url", default=None)
+    a.add_argument("--deployments-dir", type=Path, default=None)
+    _key_args(a, default_dev=0)
+
+    g = add("aggregator", cmd_aggregator, "run the aggregator: REST API + round loop")
+    g.add_argument("--rounds", type=int, default=5)
+    g.add_argument("--min-updates", type=int, default=2)
+    g.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round, from its opening")
+    g.add_argument("--task", default="options-iv")
+    g.add_argument("--strategy", default="fedavg")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--model-seed", type=int, default=0)
+    g.add_argument("--host", default=s.api_host)
+    g.add_argument("--port", type=int, default=s.api_port)
+    g.add_argument("--rpc-url", default=None)
+    g.add_argument("--api-url", default=None, help="public URL of this API (default http://HOST:PORT)")
+    g.add_argument("--data-dir", type=Path, default=None)
+    g.add_argument("--deployments-dir", type=Path, default=None)
+    g.add_argument("--exit-when-done", action="store_true", help="stop the API after the last round")
+    _key_args(g, default_dev=0)
+
+    from node.args import build_parser as node_parser
+
+    n = add("node", cmd_node, "run a participant node")
+    node_parser(n)
+
+    r = add("rounds", cmd_rounds, "print the round history from the API")
+    r.add_argument("--api-url", default=None)
+    r.add_argument("--limit", type=int, default=50)
+    r.add_argument("--json", action="store_true")
+
+    v = add("verify", cmd_verify, "recompute a round from public data and compare with the chain")
+    v.add_argument("--round", type=int, required=True)
+    v.add_argument("--rpc-url", default=None)
+    v.add_argument("--api-url", default=None)
+    v.add_argument("--deployments-dir", type=Path, default=None)
+
+    m = add("demo", cmd_demo, "all in one: anvil, deploy, aggregator, N node processes, R rounds")
+    m.add_argument("--nodes", type=int, default=5)
+    m.add_argument("--rounds", type=int, default=5)
+    m.add_argument("--task", default="options-iv")
+    m.add_argument("--min-updates", type=int, default=None, help="quorum (default: all but one node, at least 1)")
+    m.add_argument("--round-seconds", type=float, default=120.0)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--json", type=Path, default=None, help="write a JSON summary here")
+    m.add_argument("--serve", action="store_true", help="keep the chain and the API up afterwards, until Ctrl-C")
+    m.add_argument("--port", type=int, default=None, help="API port (default: a free one)")
+    m.add_argument("--chain-port", type=int, default=None, help="anvil port (default: a free one)")
+    m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo")
+
+    b = add("baseline", cmd_baseline, "centralised vs local-only vs federated on a task")
+    b.add_argument("--task", default="options-iv")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--nodes", type=int, default=5)
+    b.add_argument("--rounds", type=int, default=None)
+    b.add_argument("--json", type=Path, default=None)
+    b.add_argument("--plot", type=Path, default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except FedchainError as exc:
+        return report_error(exc)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""``fedchain demo``: a whole federation on this machine.
+
+It starts its own anvil, deploys the contracts (genesis model from the task, dev accounts 1..N
+admitted as nodes), starts the aggregator service (real uvicorn) and N node processes, runs R
+rounds, and prints a per-round table. Logs go to ``<workdir>/logs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+
+from fedchain.chain.accounts import dev_account
+from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
+from fedchain.settings import REPO_ROOT, Settings
+
+
+def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,
+                 rounds: int | None, data_seed: int = 0) -> list[str]:
+    cmd = [sys.executable, "-m", "node", "--rpc-url", rpc_url, "--api-url", api_url, "--dev-account", str(dev_index),
+           "--shard", str(shard), "--num-shards", str(num_shards), "--task", task, "--data-seed", str(data_seed)]
+    if rounds is not None:
+        cmd += ["--rounds", str(rounds)]
+    return cmd
+
+
+def run_demo(args: argparse.Namespace, console: Console) -> int:
+    from fedchain.aggregator.server import start_api
+    from fedchain.aggregator.service import genesis_model
+    from fedchain.chain.client import ChainClient
+    from fedchain.chain.deploy import deploy
+    from fedchain.cli import _build_aggregator, _round_table
+    from fedchain.store import FilesystemStore
+    from fedchain.tasks import load_task
+
+    n, rounds = args.nodes, args.rounds
+    if n < 1 or rounds < 1:
+        from fedchain.errors import ConfigError
+
+        raise ConfigError("--nodes and --rounds must be at least 1")
+    min_updates = args.min_updates or max(1, n - 1)
+    workdir: Path = args.workdir
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    (workdir / "logs").mkdir(parents=True)
+    chain_port = args.chain_port or free_port()
+    api_port = args.port or free_port()
+    rpc_url = f"http://127.0.0.1:{chain_port}"
+    api_url = f"http://127.0.0.1:{api_port}"
+    settings = Settings().model_copy(update={
+        "rpc_url": rpc_url, "api_url": api_url, "api_port": api_port, "api_host": "127.0.0.1",
+        "data_dir": workdir / "aggregator", "deployments_dir": workdir / "deployments",
+    })
+    task = load_task(args.task)
+    anvil = nodes = api = None
+    procs: list[subprocess.Popen] = []
+    try:
+        with console.status("starting anvil and deploying the contracts…"):
+            anvil = start_anvil(chain_port, accounts=max(10, n + 1), log_path=workdir / "logs" / "anvil.log")
+            admin = dev_account(0)
+            _, genesis = genesis_model(task, task.default_params(), args.seed)
+            dep = deploy(rpc_url, admin, repo_root=REPO_ROOT, deployments_dir=settings.deployments_dir,
+                         grace_period=5, genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, n + 1)],
+                         log=lambda m: None)
+        console.print(f"chain {dep.chain_id} at {rpc_url}: NodeRegistry {dep.registry_address}, "
+                      f"TrainingRounds {dep.rounds_address}", highlight=False)
+        chain = ChainClient.connect(rpc_url, deployments_dir=settings.deployments_dir, repo_root=REPO_ROOT, account=admin)
+        store = FilesystemStore(settings.data_dir / "blobs", max_bytes=settings.max_blob_bytes)
+        api = start_api(settings, chain, store)
+        console.print(f"aggregator API at {api_url} (OpenAPI docs at {api_url}/docs)")
+        env = env_with_repo()
+        env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(settings.deployments_dir)
+        for i in range(1, n + 1):
+            log = open(workdir / "logs" / f"node-{i}.log", "wb")
+            procs.append(subprocess.Popen(
+                node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
+                             task=args.task, rounds=rounds, data_seed=args.seed),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT,
+            ))
+        console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
+        agg_args = argparse.Namespace(task=args.task, strategy="fedavg", seed=args.seed, model_seed=args.seed)
+        agg, task = _build_aggregator(agg_args, settings, chain, store, api)
+        agg.log = lambda m: None
+        summaries: list[Any] = []
+        with Live(_round_table(summaries, task.primary_metric), console=console, refresh_per_second=4,
+                  transient=False) as live:
+            def on_round(summary: Any) -> None:
+                summaries.append(summary)
+                live.update(_round_table(summaries, task.primary_metric))
+
+            agg.run(rounds=rounds, min_updates=min_updates, round_seconds=args.round_seconds, on_round=on_round)
+        api.indexer.sync()
+        summary = {
+            "api_url": api_url, "rpc_url": rpc_url, "chain_id": dep.chain_id,
+            "contracts": {"NodeRegistry": dep.registry_address, "TrainingRounds": dep.rounds_address},
+            "task": args.task, "nodes": n, "min_updates": min_updates,
+            "rounds": [s.to_json() for s in summaries],
+        }
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(summary, indent=2))
+            console.print(f"summary written to {args.json}")
+        console.print(f"API: {api_url}  (try: curl {api_url}/rounds, or fedchain rounds --api-url {api_url})")
+        if args.serve:
+            console.print(f"serving; check a round with: fedchain verify --round 1 --rpc-url {rpc_url} --api-url {api_url}")
+            console.print("Ctrl-C to stop")
+            while True:
+                time.sleep(1)
+        return 0
+    finally:
+        for p in procs:
+            stop_process(p)
+        if api is not None:
+            api.stop()
+        stop_process(anvil)

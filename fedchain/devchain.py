@@ -1,0 +1,94 @@
+"""A local anvil chain: find the binary npm installed, start it, wait until it answers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from fedchain.errors import ConfigError, RpcUnavailable
+from fedchain.settings import REPO_ROOT
+
+DEV_CHAIN_ID = 31337
+
+
+def anvil_binary() -> str:
+    """The native anvil from npm's @foundry-rs/anvil-<os>-<arch> (linked into .venv/bin by make install)."""
+    candidates = [Path(sys.prefix) / "bin" / "anvil", REPO_ROOT / ".venv" / "bin" / "anvil"]
+    for c in candidates:
+        if c.exists():
+            return str(c)
+    node = shutil.which("node")
+    if node:
+        out = subprocess.run([node, str(REPO_ROOT / "tools" / "link_anvil.js")], capture_output=True, text=True)
+        if out.returncode == 0 and Path(out.stdout.strip()).exists():
+            return out.stdout.strip()
+    found = shutil.which("anvil")
+    if found:
+        return found
+    raise ConfigError("anvil not found", hint="run `make install` (installs @foundry-rs/anvil from npm)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def anvil_command(port: int, host: str = "127.0.0.1", accounts: int = 10, block_time: float | None = None,
+                  chain_id: int = DEV_CHAIN_ID, quiet: bool = True) -> list[str]:
+    cmd = [anvil_binary(), "--host", host, "--port", str(port), "--accounts", str(accounts),
+           "--chain-id", str(chain_id)]
+    if block_time:
+        cmd += ["--block-time", str(block_time)]
+    if quiet:
+        cmd.append("--silent")
+    return cmd
+
+
+def start_anvil(port: int, *, host: str = "127.0.0.1", accounts: int = 10, log_path: Path | None = None,
+                timeout: float = 20.0) -> subprocess.Popen:
+    """Start anvil in the background and return once it answers JSON-RPC."""
+    if port_open(host, port):
+        raise ConfigError(f"port {port} is already in use", hint="stop the other chain or pick another --port")
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(anvil_command(port, host, accounts), stdout=out, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise ConfigError(f"anvil exited with code {proc.returncode}", hint=f"see {log_path}" if log_path else None)
+        if port_open(host, port):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RpcUnavailable(f"http://{host}:{port}", "anvil did not start in time")
+
+
+def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout)
+
+
+def env_with_repo() -> dict[str, str]:
+    """Environment for child Python processes: the repo importable, unbuffered output."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -1,0 +1,1 @@
+"""The fedchain participant: trains locally on private data, uploads its update, commits its hash."""

@@ -1,0 +1,3 @@
+from node.participant import main
+
+raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""Command-line arguments of the participant (kept free of heavy imports: `fedchain --help` stays fast)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from fedchain.settings import Settings
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="fedchain node", description="Run a fedchain participant node.")
+    s = Settings()
+    p.add_argument("--rpc-url", default=s.rpc_url, help="chain JSON-RPC URL (FEDCHAIN_RPC_URL)")
+    p.add_argument("--api-url", default=s.api_url, help="aggregator API URL (FEDCHAIN_API_URL)")
+    key = p.add_argument_group("key (one of)")
+    key.add_argument("--keystore", type=Path, default=s.keystore_file,
+                     help="eth-account keystore JSON; password from FEDCHAIN_KEYSTORE_PASSWORD")
+    key.add_argument("--private-key", default=os.environ.get("FEDCHAIN_PRIVATE_KEY"),
+                     help=argparse.SUPPRESS)  # prefer keystores; the env var works for scripts
+    key.add_argument("--dev-account", type=int, default=s.dev_account,
+                     help="index of an anvil dev account (local chains only)")
+    p.add_argument("--task", default="options-iv", help="built-in task name or module:attribute")
+    p.add_argument("--shard", type=int, default=0, help="this node's shard of the task's generated data")
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--data", type=Path, default=None, help="private data file (CSV/Parquet) instead of generated data")
+    p.add_argument("--rounds", type=int, default=None, help="stop after taking part in this many rounds")
+    return p
+
+

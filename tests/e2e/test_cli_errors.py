@@ -1,0 +1,45 @@
+"""A dead RPC when a command starts: one clear line naming the URL and `fedchain chain`, exit != 0."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from fedchain.devchain import env_with_repo, free_port
+from fedchain.settings import REPO_ROOT
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["node", "--dev-account", "1"],
+        ["aggregator", "--rounds", "1"],
+        ["deploy"],
+        ["verify", "--round", "1"],
+        ["admit", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_command_reports_dead_rpc_without_traceback(command, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = env_with_repo()
+    env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(tmp_path)
+    env["FEDCHAIN_DATA_DIR"] = str(tmp_path / "data")
+    out = subprocess.run([sys.executable, "-m", "fedchain.cli", *command, "--rpc-url", url],
+                         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert f"cannot reach the chain at {url}" in text
+    assert "fedchain chain" in text
+    assert "Traceback" not in text
+
+
+def test_rounds_reports_dead_api_without_traceback():
+    url = f"http://127.0.0.1:{free_port()}"
+    out = subprocess.run([sys.executable, "-m", "fedchain.cli", "rounds", "--api-url", url],
+                         capture_output=True, text=True, env=env_with_repo(), cwd=REPO_ROOT, timeout=60)
+    assert out.returncode != 0
+    assert f"cannot reach the API at {url}" in out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
