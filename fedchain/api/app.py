@@ -1,0 +1,161 @@
+"""The aggregator's REST API: ``create_app`` wires settings, chain, store and index into FastAPI.
+
+Reads are public and come from the index (rebuilt from chain events at will); the only write is
+the signed upload of a node's update. Every :class:`FedchainError` becomes a JSON error body
+``{"error", "reason", "detail", "hint"}`` with the error's ``http_status``; anything unexpected is
+a 500 with the same shape and no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fedchain import __version__
+from fedchain.api.deps import error_reason
+from fedchain.api.routers import blobs, health, nodes, rounds, updates
+from fedchain.chain.types import ChainReader
+from fedchain.errors import FedchainError
+from fedchain.index import Indexer
+from fedchain.settings import Settings
+from fedchain.store import BlobStore
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Auditable federated learning. The contracts are the record: they register nodes, schedule rounds,
+hold each node's commitment to its update and the hash of every global model. This API serves
+that history (indexed from contract events plus round reports) and the content-addressed blobs
+behind the hashes, so anyone can re-verify a round. Nodes upload their updates here, signed with
+EIP-712 (see docs/api.md).
+
+Errors are `{"error": class, "reason": code, "detail": message, "hint": fix-or-null}`.
+"""
+
+TAGS = [
+    {"name": "health", "description": "Service status and the deployment served"},
+    {"name": "rounds", "description": "Round history, from the chain"},
+    {"name": "updates", "description": "Signed upload of a node's update (the only write)"},
+    {"name": "nodes", "description": "Registered nodes"},
+    {"name": "blobs", "description": "Content-addressed models, updates, configs and reports"},
+]
+
+
+class SyncThread(threading.Thread):
+    """Calls ``indexer.sync()`` every ``interval`` seconds until stopped. Never dies on errors."""
+
+    def __init__(self, indexer: Indexer, interval: float) -> None:
+        super().__init__(name="fedchain-index-sync", daemon=True)
+        self.indexer = indexer
+        self.interval = max(0.05, float(interval))
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        last_problem: str | None = None
+        while not self.stopping.is_set():
+            try:
+                self.indexer.sync()
+                if last_problem is not None:
+                    log.warning("index sync recovered")
+                last_problem = None
+            except Exception as exc:  # noqa: BLE001 - logged, shown in /health, retried
+                problem = f"{type(exc).__name__}: {exc}"
+                if problem != last_problem:  # log each new problem once, not every poll
+                    log.warning("index sync failed: %s", problem, exc_info=not isinstance(exc, FedchainError))
+                last_problem = problem
+            self.stopping.wait(self.interval)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopping.set()
+        self.join(timeout)
+
+
+def _error_body(error: str, reason: str, detail: str, hint: str | None) -> dict[str, str | None]:
+    return {"error": error, "reason": reason, "detail": detail, "hint": hint}
+
+
+async def _fedchain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FedchainError)
+    status = int(getattr(exc, "http_status", 400))
+    if status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc)
+    return JSONResponse(
+        _error_body(type(exc).__name__, error_reason(exc), exc.message, exc.hint), status_code=status
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+    return JSONResponse(
+        _error_body("HTTPException", reason, str(exc.detail), None),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        _error_body("InternalError", "internal", "internal server error", "this is a bug; the server log has details"),
+        status_code=500,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    chain: ChainReader,
+    store: BlobStore,
+    indexer: Indexer | None = None,
+    background_sync: bool = True,
+) -> FastAPI:
+    """The API app. Without ``indexer`` one is made on ``settings.resolved_db_url()``. With
+    ``background_sync`` a thread syncs the index every ``settings.poll_interval`` seconds while the
+    app runs (its lifespan)."""
+    if indexer is None:
+        indexer = Indexer(chain, store, settings.resolved_db_url(), max_json_bytes=settings.max_json_bytes)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        thread: SyncThread | None = None
+        if background_sync:
+            thread = SyncThread(app.state.indexer, settings.poll_interval)
+            thread.start()
+        app.state.sync_thread = thread
+        try:
+            yield
+        finally:
+            if thread is not None:
+                thread.stop()
+
+    app = FastAPI(
+        title="fedchain aggregator API",
+        description=DESCRIPTION,
+        version=__version__,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.chain = chain
+    app.state.store = store
+    app.state.indexer = indexer
+    app.state.spec_cache = updates.SpecCache()
+    app.state.sync_thread = None
+
+    app.add_exception_handler(FedchainError, _fedchain_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+    app.include_router(health.router)
+    app.include_router(rounds.router)
+    app.include_router(updates.router)
+    app.include_router(nodes.router)
+    app.include_router(blobs.router)
+    return app

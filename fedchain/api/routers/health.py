@@ -1,0 +1,69 @@
+"""Service health, and the deployment this aggregator serves."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from eth_utils import to_checksum_address
+from fastapi import APIRouter
+
+from fedchain.api.deps import ChainDep, IndexerDep
+from fedchain.api.schemas import DeploymentOut, HealthOut
+from fedchain.errors import FedchainError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=HealthOut, summary="Chain, index and service status")
+def health(chain: ChainDep, indexer: IndexerDep) -> HealthOut:
+    """``ok`` when the chain answers and the last index sync succeeded; ``degraded`` (still HTTP
+    200: reads keep being served from the index) with ``detail`` saying why otherwise."""
+    problems: list[str] = []
+    block: int | None = None
+    try:
+        block = int(chain.block_number())
+    except FedchainError as exc:
+        problems.append(f"chain: {exc}")
+    except Exception as exc:  # noqa: BLE001 - health must answer whatever the client raises
+        log.warning("health: chain.block_number failed", exc_info=True)
+        problems.append(f"chain: {type(exc).__name__}")
+    if indexer.last_error:
+        problems.append(f"index sync failing: {indexer.last_error}")
+    indexed: int | None = None
+    try:
+        indexed = indexer.indexed_block()
+    except Exception:  # noqa: BLE001
+        log.warning("health: index database unreadable", exc_info=True)
+        problems.append("index database unreadable")
+    return HealthOut(
+        status="degraded" if problems else "ok",
+        chain_id=int(chain.chain_id),
+        block=block,
+        rounds_contract=to_checksum_address(chain.rounds_address),
+        registry_contract=to_checksum_address(chain.registry_address),
+        indexed_block=indexed,
+        detail="; ".join(problems) or None,
+    )
+
+
+@router.get("/deployment", response_model=DeploymentOut, summary="The contracts this aggregator coordinates")
+def deployment(chain: ChainDep) -> dict[str, Any]:
+    """The deployment file (``deployments/<chainId>.json`` format) so nodes and auditors can find
+    the contracts from the API URL alone. Always check ``chain_id`` against your own RPC."""
+    dep = getattr(chain, "deployment", None)
+    to_json = getattr(dep, "to_json", None)
+    if callable(to_json):
+        data = dict(to_json())
+    else:
+        data = {
+            "chain_id": int(chain.chain_id),
+            "block": int(chain.deploy_block),
+            "contracts": {
+                "NodeRegistry": {"address": to_checksum_address(chain.registry_address)},
+                "TrainingRounds": {"address": to_checksum_address(chain.rounds_address)},
+            },
+        }
+    return data

@@ -1,0 +1,108 @@
+"""Every request/response model of the API (pydantic 2)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RoundStatusLabel = Literal["open", "finalized", "expired"]
+
+_HASH = "0x + 64 lowercase hex digits"
+
+
+class ErrorOut(BaseModel):
+    """Body of every error response."""
+
+    error: str = Field(description="Error class, e.g. InvalidBlob, AuthError, Conflict")
+    reason: str = Field(description="Machine-readable code, e.g. non_finite, hash_mismatch, duplicate")
+    detail: str = Field(description="Human-readable message")
+    hint: str | None = Field(default=None, description="How to fix it, where there is a known fix")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    chain_id: int
+    block: int | None = Field(description="Chain head, None when the RPC does not answer")
+    rounds_contract: str
+    registry_contract: str
+    indexed_block: int | None = Field(description="Last block whose events are in the index")
+    detail: str | None = Field(default=None, description="Why the service is degraded")
+
+
+class DeploymentOut(BaseModel):
+    """``deployments/<chainId>.json`` as the aggregator knows it (more keys may be present)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    chain_id: int
+    block: int = Field(description="Block the contracts were deployed in")
+    contracts: dict[str, dict[str, Any]] = Field(description='{"NodeRegistry": {"address", ...}, "TrainingRounds": {...}}')
+
+
+class UpdateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    node: str
+    update_hash: str = Field(description=_HASH)
+    num_samples: int
+    block: int
+    tx_hash: str
+    gas_used: int | None
+    accepted: bool | None = Field(description="From the round report; null until the report is indexed")
+    reason: str | None = Field(description="Why the update was rejected (report reason code: message)")
+    weight: float | None = Field(description="Weight in the aggregate, from the report")
+
+
+class RoundSummary(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    round_id: int
+    status: RoundStatusLabel
+    base_model_hash: str
+    config_hash: str
+    global_model_hash: str | None
+    report_hash: str | None
+    deadline: int = Field(description="Unix seconds")
+    min_updates: int
+    commit_count: int
+    accepted_count: int
+    opened_block: int
+    opened_tx: str | None
+    open_gas_used: int | None
+    closed_block: int | None
+    closed_tx: str | None
+    close_gas_used: int | None
+    expired_by: str | None
+    metrics: dict[str, Any] | None = Field(description="The report's metrics; null until the report is indexed")
+
+
+class RoundDetail(RoundSummary):
+    updates: list[UpdateOut]
+    strategy: dict[str, Any] | None = Field(description="The report's strategy {name, params}")
+    report_error: str | None = Field(description="Why the report could not be merged, if it could not")
+
+
+class RoundPage(BaseModel):
+    items: list[RoundSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+class NodeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    address: str
+    active: bool
+    joined_block: int
+    metadata_hash: str
+    public_key: str = Field(description="0x hex; '0x' when none was registered")
+    removed_block: int | None
+
+
+class UploadOut(BaseModel):
+    round: int
+    node: str
+    blob_hash: str
+    size: int
