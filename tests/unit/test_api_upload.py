@@ -212,9 +212,15 @@ def test_upload_rejects_body_that_does_not_hash_to_the_name(world):
     assert not world.store.has(claimed) and not world.store.has(commitment(update()))
 
 
-def test_hash_is_checked_before_the_signer(world):
+def test_signer_is_checked_before_the_body_is_hashed(world):
+    """A non-node is refused from the URL and header alone: it cannot make us read or hash a body."""
     claimed = commitment(model_bytes(7.0))
-    err(world.put(1, update(), account(99), blob_hash=claimed), 400, "hash_mismatch")
+    err(world.put(1, update(), account(99), blob_hash=claimed), 403, "not_active_node")
+
+
+def test_node_upload_whose_body_does_not_match_the_url_hash_is_rejected(world):
+    claimed = commitment(model_bytes(7.0))
+    err(world.put(1, update(), blob_hash=claimed), 400, "hash_mismatch")
 
 
 # --- 404 / 409 ---------------------------------------------------------------------------------------

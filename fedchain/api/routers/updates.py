@@ -102,12 +102,32 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
+def _signer(*, round_id: int, blob_hash: str, signature: str, chain: ChainReader) -> str:
+    """Who signed Upload(round, blobHash)? Must be an active node. Runs before the body is read:
+    the signature covers the hash in the URL, so a non-node never makes us read or hash a body."""
+    try:
+        signer = recover_upload_signer(signature, chain.chain_id, chain.rounds_address, round_id, blob_hash)
+    except AuthError as exc:
+        raise with_reason(exc, "bad_signature") from None
+    if not chain.is_active_node(signer):
+        raise with_reason(
+            Forbidden(
+                f"the signature recovers to {signer}, which is not an active node "
+                f"(or it was made for another round, chain or contract)",
+                hint=f"sign Upload(round={round_id}, blobHash) for chain {chain.chain_id}, "
+                f"contract {chain.rounds_address}, with a registered node's key",
+            ),
+            "not_active_node",
+        )
+    return signer
+
+
 def _accept(
     *,
     round_id: int,
     blob_hash: str,
     body: bytes,
-    signature: str,
+    signer: str,
     chain: ChainReader,
     store: BlobStore,
     indexer: Indexer,
@@ -123,20 +143,6 @@ def _accept(
                 hint="name the upload by fedchain.hashing.commitment(bytes) of exactly the bytes sent",
             ),
             "hash_mismatch",
-        )
-    try:
-        signer = recover_upload_signer(signature, chain.chain_id, chain.rounds_address, round_id, blob_hash)
-    except AuthError as exc:
-        raise with_reason(exc, "bad_signature") from None
-    if not chain.is_active_node(signer):
-        raise with_reason(
-            Forbidden(
-                f"the signature recovers to {signer}, which is not an active node "
-                f"(or it was made for another round, chain or contract)",
-                hint=f"sign Upload(round={round_id}, blobHash) for chain {chain.chain_id}, "
-                f"contract {chain.rounds_address}, with a registered node's key",
-            ),
-            "not_active_node",
         )
     try:
         info = chain.get_round(round_id)
@@ -240,8 +246,8 @@ async def upload_update(
     ] = None,
 ) -> UploadOut:
     """The body is the update's canonical safetensors bytes; ``blob_hash`` is their commitment hash.
-    Checks run in this order: signature present (401), size (413), hash well-formed (400), body
-    hashes to it (400), signer is an active node (403), round exists (404), round open and current
+    Checks run in this order: signature present (401), size (413), hash well-formed (400), signer
+    is an active node (403; before any body byte is read), body hashes to it (400), round exists (404), round open and current
     (409), no other blob from this node for the round (409; the same blob again answers 200),
     content matches the base model (422). Then the blob is stored: 201."""
     signature = _parse_signature(x_fedchain_signature)
@@ -250,13 +256,14 @@ async def upload_update(
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise _too_large(limit, int(declared))
     h = parse_hash(blob_hash)
+    signer = await run_in_threadpool(_signer, round_id=round_id, blob_hash=h, signature=signature, chain=chain)
     body = await _read_body(request, limit)
     result, created = await run_in_threadpool(
         _accept,
         round_id=round_id,
         blob_hash=h,
         body=body,
-        signature=signature,
+        signer=signer,
         chain=chain,
         store=store,
         indexer=indexer,
