@@ -153,7 +153,8 @@ class Aggregator:
         current = self.chain.current_round_id()
         if current:
             info = self.chain.get_round(current)
-            if info.status == RoundStatus.OPEN:
+            # Past deadline + grace the contract expires a stale open round itself in openRound.
+            if info.status == RoundStatus.OPEN and time.time() <= info.deadline + self.chain.grace_period() + 1:
                 raise ConfigError(
                     f"round {current} is still open on-chain",
                     hint="wait for it to be finalized or expired (anyone may call expireRound after the grace period)",

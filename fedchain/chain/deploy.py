@@ -50,7 +50,7 @@ def _constructor_args(art: dict[str, Any], values: dict[str, Any]) -> list[Any]:
     ctor = next((i for i in art["abi"] if i.get("type") == "constructor"), {"inputs": []})
     args = []
     for inp in ctor["inputs"]:
-        name = inp["name"].lstrip("_")
+        name = inp["name"].strip("_")
         if name not in values:
             raise ConfigError(f"don't know how to fill constructor argument {inp['name']} of {art.get('contractName')}")
         args.append(values[name])

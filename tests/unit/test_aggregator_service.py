@@ -1,0 +1,179 @@
+"""The aggregator's round loop against an in-memory chain (tests/unit/fakes.py) and a real store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fedchain.aggregator import Aggregator
+from fedchain.aggregator.compute import compute_round
+from fedchain.chain.types import Commitment, RoundStatus
+from fedchain.codec import decode_json, decode_tensors, encode_tensors, state_dict_to_arrays
+from fedchain.errors import ConfigError
+from fedchain.hashing import commitment
+from fedchain.store import FilesystemStore
+from fedchain.tasks.base import NodeData, Task
+
+from fakes import FakeChain, account
+
+
+class TinyTask(Task):
+    name = "tiny"
+
+    def default_params(self):
+        return {"n": 3}
+
+    def default_training(self):
+        return {"epochs": 1, "batch_size": 4, "lr": 0.1}
+
+    def build_model(self, params, seed):
+        torch.manual_seed(seed)
+        return torch.nn.Linear(params["n"], 1)
+
+    def node_data(self, shard, num_shards, seed, params):
+        g = torch.Generator().manual_seed(seed * 100 + shard)
+        x = torch.randn(8, params["n"], generator=g)
+        return NodeData(x=x, y=x.sum(dim=1, keepdim=True), meta={"shard": shard})
+
+    def evaluate(self, model, data=None, *, seed=0, params=None):
+        data = data or self.node_data(99, 100, seed, params or self.default_params())
+        with torch.no_grad():
+            return {"rmse": float(torch.sqrt(torch.mean((model(data.x) - data.y) ** 2)))}
+
+
+class ChainAdapter(FakeChain):
+    """FakeChain with ChainClient's write signatures; `on_open` plays the nodes."""
+
+    on_open = None
+
+    def __init__(self) -> None:
+        super().__init__(grace_period=0)
+        self.grace = self.__dict__.pop("grace_period")  # ChainClient exposes grace_period() as a call
+
+    def grace_period(self):  # type: ignore[override]
+        return self.grace
+
+    def open_round(self, base, config, deadline, min_updates):  # type: ignore[override]
+        rid = super().open_round(base, config, deadline, min_updates)
+        if self.on_open:
+            self.on_open(rid)
+        return rid, self._txs[self._log[-1].tx_hash].result
+
+    def submit_update(self, round_id, node, update_hash, num_samples):  # type: ignore[override]
+        return super().submit_update(round_id, node, update_hash, num_samples)
+
+    def commitments(self, round_id):
+        return sorted((c for (r, _), c in self._commitments.items() if r == round_id), key=lambda c: c.node.lower())
+
+    def set_genesis_model(self, model_hash):  # type: ignore[override]
+        return super().set_genesis_model(model_hash)
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    chain = ChainAdapter()
+    nodes = [account(i) for i in (1, 2, 3)]
+    for n in nodes:
+        chain.admit_node(n.address)
+    store = FilesystemStore(tmp_path / "blobs", fsync=False)
+    task = TinyTask()
+    agg = Aggregator(chain, store, task, task_spec="tiny", poll_interval=0.01, log=lambda m: None)
+    return chain, store, task, agg, nodes
+
+
+def _local_update(task, store, base_hash, scale, upload=True):
+    weights = {k: v * scale for k, v in decode_tensors(store.get(base_hash)).items()}
+    data = encode_tensors(weights)
+    if upload:
+        store.put(data)
+    return commitment(data)
+
+
+def test_round_merges_uploaded_updates_and_rejects_a_commitment_without_upload(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+
+    def play(rid):
+        base = chain.get_round(rid).base_model_hash
+        chain.submit_update(rid, nodes[0].address, _local_update(task, store, base, 2.0), 100)
+        chain.submit_update(rid, nodes[1].address, _local_update(task, store, base, 4.0), 300)
+        chain.submit_update(rid, nodes[2].address, _local_update(task, store, base, 9.0, upload=False), 50)
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=2, round_seconds=30)
+    assert summary.status == "finalized" and summary.accepted == 2 and summary.rejected == 1
+    info = chain.get_round(1)
+    assert info.status == RoundStatus.FINALIZED and info.global_model_hash == summary.global_model_hash
+    model = decode_tensors(store.get(info.global_model_hash))
+    genesis = decode_tensors(store.get(info.base_model_hash))
+    for name in genesis:  # (100*2x + 300*4x) / 400 = 3.5x
+        np.testing.assert_allclose(model[name], genesis[name] * 3.5, rtol=1e-6)
+    report = decode_json(store.get(info.report_hash), max_bytes=1 << 20)
+    rejected = [u for u in report["updates"] if not u["accepted"]]
+    assert [u["node"] for u in rejected] == [nodes[2].address]
+    assert rejected[0]["reason"].startswith("missing_upload")
+    assert report["metrics"]["rmse"] == pytest.approx(summary.metrics["rmse"])
+    assert sum(u["weight"] for u in report["updates"]) == pytest.approx(1.0)
+
+
+def test_round_without_quorum_of_valid_updates_is_expired(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+
+    def play(rid):
+        base = chain.get_round(rid).base_model_hash
+        chain.submit_update(rid, nodes[0].address, _local_update(task, store, base, 2.0), 10)
+        chain.submit_update(rid, nodes[1].address, "0x" + "77" * 32, 10)  # never uploaded
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=2, round_seconds=1)
+    assert summary.status == "expired" and summary.accepted == 1
+    assert chain.get_round(1).status == RoundStatus.EXPIRED
+    assert chain.latest_model_hash() == chain.genesis_model_hash()
+
+
+def test_next_round_starts_from_the_last_finalized_model(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+
+    def play(rid):
+        base = chain.get_round(rid).base_model_hash
+        for i, n in enumerate(nodes):
+            chain.submit_update(rid, n.address, _local_update(task, store, base, 1.0 + i), 10)
+
+    chain.on_open = play
+    first = agg.run_round(min_updates=3, round_seconds=30)
+    second = agg.run_round(min_updates=3, round_seconds=30)
+    assert chain.get_round(2).base_model_hash == first.global_model_hash
+    assert second.global_model_hash != first.global_model_hash
+
+
+def test_genesis_mismatch_without_the_blob_names_the_fix(setup, tmp_path):
+    chain, store, task, agg, nodes = setup
+    chain.set_genesis_model("0x" + "12" * 32)
+    with pytest.raises(ConfigError) as err:
+        agg.ensure_genesis()
+    assert "--model-seed" in err.value.hint
+
+
+def test_recomputation_is_bit_identical_and_order_independent(setup):
+    chain, store, task, agg, nodes = setup
+    base_hash = agg.ensure_genesis()
+    base = decode_tensors(store.get(base_hash))
+    cs = []
+    for i, n in enumerate(nodes):
+        h = _local_update(task, store, base_hash, 1.0 + 0.37 * i)
+        cs.append(Commitment(round_id=1, node=n.address, update_hash=h, num_samples=7 + i))
+    fetch = lambda h: store.get(h) if store.has(h) else None  # noqa: E731
+    a = compute_round({"strategy": {"name": "fedavg"}}, base, cs, fetch, max_bytes=1 << 20, min_updates=1)
+    b = compute_round({"strategy": {"name": "fedavg"}}, base, cs[::-1], fetch, max_bytes=1 << 20, min_updates=1)
+    assert a.model_bytes == b.model_bytes and a.model_hash == commitment(a.model_bytes)
+
+
+def test_genesis_model_is_deterministic_for_a_seed(setup):
+    _, _, task, _, _ = setup
+    from fedchain.aggregator.service import genesis_model
+
+    assert genesis_model(task, task.default_params(), 0) == genesis_model(task, task.default_params(), 0)
+    assert genesis_model(task, task.default_params(), 0)[1] != genesis_model(task, task.default_params(), 1)[1]
