@@ -36,7 +36,7 @@ $(VENV)/.stamp: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q -r requirements.txt 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | $(PIP_QUIET)
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e . 2>&1 | $(PIP_QUIET)
+	$(BIN)/pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | $(PIP_QUIET)
 	$(BIN)/python -c "import torch, brownie, fastapi, safetensors; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from fedchain.errors import FedchainError
 from fedchain.settings import REPO_ROOT, Settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)
 
 
 def report_error(exc: FedchainError, con: Console | None = None) -> int:
@@ -133,13 +133,15 @@ def cmd_admit(args: argparse.Namespace) -> int:
 # aggregator
 def _round_table(summaries: list[Any], metric: str) -> Table:
     t = Table(title="fedchain rounds")
-    for col in ("round", "status", "accepted", "rejected", "global model", "gas open/finalize", f"val {metric}"):
-        t.add_column(col, justify="right" if col not in ("status", "global model") else "left")
+    for col, justify in (("round", "right"), ("status", "left"), ("accepted", "right"), ("rejected", "right"),
+                         ("global model hash", "left"), ("gas open", "right"), ("gas close", "right"),
+                         (f"val {metric}", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for s in summaries:
-        gas = f"{s.gas.get('open', 0):,}/{s.gas.get('finalize', s.gas.get('expire', 0)):,}"
         m = s.metrics.get(metric)
-        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected),
-                  (s.global_model_hash or "-")[:18] + ("…" if s.global_model_hash else ""), gas,
+        h = s.global_model_hash
+        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:10]}…{h[-4:]}" if h else "-",
+                  f"{s.gas.get('open', 0):,}", f"{s.gas.get('finalize', s.gas.get('expire', 0)):,}",
                   f"{m:.4f}" if m is not None else "-")
     return t
 
@@ -384,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except FedchainError as exc:
         return report_error(exc)
+    except Exception as exc:  # a bug: still one clear line, the traceback only on request
+        if os.environ.get("FEDCHAIN_DEBUG"):
+            raise
+        return report_error(FedchainError(
+            f"internal error: {type(exc).__name__}: {exc}",
+            hint="this is a fedchain bug; re-run with FEDCHAIN_DEBUG=1 for the traceback and report it",
+        ))
 
 
 if __name__ == "__main__":

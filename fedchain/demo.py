@@ -61,7 +61,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         "data_dir": workdir / "aggregator", "deployments_dir": workdir / "deployments",
     })
     task = load_task(args.task)
-    anvil = nodes = api = None
+    anvil = api = None
     procs: list[subprocess.Popen] = []
     try:
         with console.status("starting anvil and deploying the contracts…"):
@@ -99,6 +99,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
 
             agg.run(rounds=rounds, min_updates=min_updates, round_seconds=args.round_seconds, on_round=on_round)
         api.indexer.sync()
+        console.print()
         summary = {
             "api_url": api_url, "rpc_url": rpc_url, "chain_id": dep.chain_id,
             "contracts": {"NodeRegistry": dep.registry_address, "TrainingRounds": dep.rounds_address},

@@ -248,12 +248,17 @@ class Aggregator:
         self.log(f"round {rid}: {len(comp.accepted)} valid update(s), below quorum; expiring in {max(0, wait):.0f} s")
         if wait > 0:
             time.sleep(wait)
-        try:
-            tx = self.chain.expire_round(rid)
-            gas["expire"] = tx.gas_used
-        except ContractRevert as exc:
-            if exc.name != "RoundNotOpen":  # someone else expired it first: fine
-                raise
+        for attempt in range(10):
+            try:
+                tx = self.chain.expire_round(rid)
+                gas["expire"] = tx.gas_used
+                break
+            except ContractRevert as exc:
+                if exc.name == "RoundNotOpen":  # someone else expired it first: fine
+                    break
+                if exc.name != "ExpiryNotReached" or attempt == 9:
+                    raise
+                time.sleep(2)  # the chain's clock lags ours: wait for a later block
         if self.on_sync:
             self.on_sync()
         return RoundSummary(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import requests
+from hexbytes import HexBytes
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
@@ -27,6 +28,8 @@ from fedchain.hashing import bytes32_to_hash, hash_to_bytes32
 
 ZERO_HASH = "0x" + "00" * 32
 _LOG_CHUNK = 10_000
+#: expireRound is valid only in a block after deadline + grace: sent without an estimate (see transact).
+EXPIRE_GAS = 150_000
 
 
 def connect_web3(rpc_url: str, timeout: float = 10.0) -> Web3:
@@ -84,12 +87,12 @@ class ChainClient:
         self.decoder = RevertDecoder(abis.values())
         self._nonce_lock = threading.Lock()
         self._nonce: int | None = None
-        self._topics: dict[bytes, tuple[str, Any]] = {}
+        self._topics: dict[HexBytes, tuple[str, Any]] = {}
         for cname, contract in (("NodeRegistry", self.registry), ("TrainingRounds", self.rounds)):
             for item in contract.abi:
                 if item.get("type") == "event":
                     event = contract.events[item["name"]]()
-                    self._topics[bytes(event.topic)] = (cname, event)
+                    self._topics[HexBytes(event.topic)] = (cname, event)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -232,7 +235,7 @@ class ChainClient:
     def _decode_log(self, log: Any) -> EventRecord | None:
         if not log["topics"]:
             return None
-        hit = self._topics.get(bytes(log["topics"][0]))
+        hit = self._topics.get(HexBytes(log["topics"][0]))
         if hit is None:
             return None
         cname, event = hit
@@ -304,17 +307,23 @@ class ChainClient:
             self._nonce += 1
             return nonce
 
-    def transact(self, contract_fn: Any, name: str, *, retries: int = 3) -> TxResult:
-        """Estimate (which surfaces reverts with their data), sign, send, wait for the receipt."""
+    def transact(self, contract_fn: Any, name: str, *, retries: int = 3, gas: int | None = None) -> TxResult:
+        """Estimate (which surfaces reverts with their data), sign, send, wait for the receipt.
+
+        ``gas`` skips the estimate: needed where validity depends on the *next* block's timestamp,
+        since nodes estimate against the latest block (on an idle anvil, one mined long ago).
+        A transaction that reverts on-chain is still decoded, by replaying it at its block."""
         account = self._require_account()
         refresh = False
         for attempt in range(retries):
             try:
-                tx = contract_fn.build_transaction(
-                    {"from": account.address, "chainId": self.chain_id,
-                     "nonce": self._next_nonce(account.address, refresh)}
-                )
-                tx["gas"] = int(tx["gas"] * 1.2) + 10_000
+                params = {"from": account.address, "chainId": self.chain_id,
+                          "nonce": self._next_nonce(account.address, refresh)}
+                if gas is not None:
+                    params["gas"] = gas
+                tx = contract_fn.build_transaction(params)
+                if gas is None:
+                    tx["gas"] = int(tx["gas"] * 1.2) + 10_000
                 signed = account.sign_transaction(tx)
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
                 rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
@@ -337,7 +346,7 @@ class ChainClient:
             if rcpt["status"] != 1:
                 # Replay as a call at the failing block to recover the revert data.
                 try:
-                    contract_fn.call({"from": account.address}, block_identifier=rcpt["blockNumber"] - 1)
+                    contract_fn.call({"from": account.address}, block_identifier=rcpt["blockNumber"])
                 except ContractLogicError as exc:
                     raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
                 raise ContractRevert("UnknownRevert", {"tx": _hex(rcpt["transactionHash"])}, function=name)
@@ -384,7 +393,7 @@ class ChainClient:
         )
 
     def expire_round(self, round_id: int) -> TxResult:
-        return self.transact(self.rounds.functions.expireRound(int(round_id)), "expireRound")
+        return self.transact(self.rounds.functions.expireRound(int(round_id)), "expireRound", gas=EXPIRE_GAS)
 
     # -- waiting -------------------------------------------------------------------------------
     def wait_until(self, predicate: Callable[[], bool], *, timeout: float, poll: float = 0.5) -> bool:

@@ -1,11 +1,4 @@
-"""End-to-end fixtures: a real anvil, the real aggregator (uvicorn) and node processes.
-
-One federation is shared by the module's tests (it is the expensive part):
-- dev account 0: admin and aggregator (``fedchain aggregator`` subprocess, 2 rounds, quorum 2);
-- dev accounts 1-3: honest nodes (``python -m node`` subprocesses, options-iv shards 0-2);
-- dev account 4: a rogue node that commits a hash but never uploads (tests/e2e/rogue_node.py);
-- dev account 5: an honest node that is killed (SIGKILL) as soon as round 2 opens.
-"""
+"""End-to-end fixtures; see harness.py for the federation they start."""
 
 from __future__ import annotations
 
@@ -13,11 +6,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from fedchain.chain.accounts import dev_account
@@ -25,56 +15,10 @@ from fedchain.chain.client import ChainClient
 from fedchain.chain.deploy import deploy
 from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
 from fedchain.settings import REPO_ROOT
-
-ROUNDS = 2
-ROUND_SECONDS = 45
-GRACE = 2
-
-
-@dataclass
-class Federation:
-    rpc_url: str
-    api_url: str
-    workdir: Path
-    data_dir: Path
-    deployments_dir: Path
-    chain: ChainClient
-    env: dict
-    aggregator: subprocess.Popen
-    procs: list = field(default_factory=list)
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "fedchain.cli", *args], capture_output=True, text=True,
-                              env=self.env, cwd=REPO_ROOT, timeout=timeout)
-
-    def log(self, name: str) -> str:
-        p = self.workdir / f"{name}.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-
-def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=env, cwd=REPO_ROOT, start_new_session=True)
-
-
-def aggregator_cmd(fed_rpc: str, port: int, data_dir: Path, deployments_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fedchain.cli", "aggregator", "--rpc-url", fed_rpc, "--port", str(port),
-            "--data-dir", str(data_dir), "--deployments-dir", str(deployments_dir), "--dev-account", "0",
-            "--task", "options-iv", *extra]
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5, fed: "Federation | None" = None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    logs = ""
-    if fed is not None:
-        for name in ("aggregator", "node-1", "node-5", "rogue"):
-            logs += f"\n--- {name}.log (tail) ---\n" + fed.log(name)[-3000:]
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
+from harness import (
+    GRACE, ROUND_SECONDS, ROUNDS, Federation, _api_up, _finalized_or_expired, _indexed_rounds, _spawn,
+    aggregator_cmd, wait_for,
+)
 
 
 @pytest.fixture(scope="session")
@@ -112,8 +56,12 @@ def federation(tmp_path_factory) -> Federation:
         procs.append(_spawn([sys.executable, str(Path(__file__).parent / "rogue_node.py"), "--rpc-url", rpc_url,
                              "--deployments-dir", str(deployments_dir), "--dev-account", "4",
                              "--rounds", str(ROUNDS)], workdir / "rogue.log", env))
-        wait_for(lambda: chain.current_round_id() >= 2, 240, "round 2 to open", fed=fed)
-        os.killpg(crasher.pid, signal.SIGKILL)  # node 5 dies mid-round
+        # Node 5 dies (SIGKILL) right after its round-1 commit: it stays an active node but never
+        # answers again, so round 2 can only close at its deadline, with the quorum of the others.
+        crasher_address = dev_account(5).address
+        wait_for(lambda: chain.current_round_id() >= 1 and chain.get_commitment(1, crasher_address) is not None,
+                 240, "node 5 to commit in round 1", poll=0.1, fed=fed)
+        os.killpg(crasher.pid, signal.SIGKILL)
         wait_for(lambda: _finalized_or_expired(chain) >= ROUNDS, 240, f"{ROUNDS} rounds to close", fed=fed)
         wait_for(lambda: _indexed_rounds(api_url) >= ROUNDS, 30, "the index to catch up", fed=fed)
         yield fed
@@ -126,26 +74,3 @@ def federation(tmp_path_factory) -> Federation:
             stop_process(p)
 
 
-def _api_up(api_url: str) -> bool:
-    try:
-        return httpx.get(f"{api_url}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def _finalized_or_expired(chain: ChainClient) -> int:
-    from fedchain.chain.types import RoundStatus
-
-    n = 0
-    for rid in range(1, chain.current_round_id() + 1):
-        if chain.get_round(rid).status in (RoundStatus.FINALIZED, RoundStatus.EXPIRED):
-            n += 1
-    return n
-
-
-def _indexed_rounds(api_url: str) -> int:
-    try:
-        items = httpx.get(f"{api_url}/rounds", timeout=2).json()["items"]
-    except (httpx.TransportError, ValueError, KeyError):
-        return 0
-    return sum(1 for it in items if it["status"] != "open" and (it["status"] == "expired" or it.get("report_hash")))

@@ -15,7 +15,7 @@ from fedchain.devchain import free_port
 from fedchain.errors import ContractRevert
 from fedchain.hashing import commitment
 
-from .conftest import ROUNDS, _api_up, _spawn, aggregator_cmd, wait_for
+from harness import ROUNDS, _api_up, _spawn, aggregator_cmd, wait_for
 
 HONEST = {dev_account(i).address for i in (1, 2, 3)}
 ROGUE = dev_account(4).address

@@ -1,0 +1,102 @@
+"""End-to-end harness: a real anvil, the real aggregator (uvicorn) and node processes.
+
+One federation is shared by the module's tests (it is the expensive part):
+- dev account 0: admin and aggregator (``fedchain aggregator`` subprocess, 2 rounds, quorum 2);
+- dev accounts 1-3: honest nodes (``python -m node`` subprocesses, options-iv shards 0-2);
+- dev account 4: a rogue node that commits a hash but never uploads (tests/e2e/rogue_node.py);
+- dev account 5: an honest node that is killed (SIGKILL) right after its round-1 commit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fedchain.chain.accounts import dev_account
+from fedchain.chain.client import ChainClient
+from fedchain.chain.deploy import deploy
+from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
+from fedchain.settings import REPO_ROOT
+
+ROUNDS = 2
+ROUND_SECONDS = 45
+GRACE = 2
+
+
+@dataclass
+class Federation:
+    rpc_url: str
+    api_url: str
+    workdir: Path
+    data_dir: Path
+    deployments_dir: Path
+    chain: ChainClient
+    env: dict
+    aggregator: subprocess.Popen
+    procs: list = field(default_factory=list)
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fedchain.cli", *args], capture_output=True, text=True,
+                              env=self.env, cwd=REPO_ROOT, timeout=timeout)
+
+    def log(self, name: str) -> str:
+        p = self.workdir / f"{name}.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+
+def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, cwd=REPO_ROOT, start_new_session=True)
+
+
+def aggregator_cmd(fed_rpc: str, port: int, data_dir: Path, deployments_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "fedchain.cli", "aggregator", "--rpc-url", fed_rpc, "--port", str(port),
+            "--data-dir", str(data_dir), "--deployments-dir", str(deployments_dir), "--dev-account", "0",
+            "--task", "options-iv", *extra]
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.5, fed: "Federation | None" = None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    logs = ""
+    if fed is not None:
+        for name in ("aggregator", "node-1", "node-5", "rogue"):
+            logs += f"\n--- {name}.log (tail) ---\n" + fed.log(name)[-3000:]
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
+
+
+def _api_up(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _finalized_or_expired(chain: ChainClient) -> int:
+    from fedchain.chain.types import RoundStatus
+
+    n = 0
+    for rid in range(1, chain.current_round_id() + 1):
+        if chain.get_round(rid).status in (RoundStatus.FINALIZED, RoundStatus.EXPIRED):
+            n += 1
+    return n
+
+
+def _indexed_rounds(api_url: str) -> int:
+    try:
+        items = httpx.get(f"{api_url}/rounds", timeout=2).json()["items"]
+    except (httpx.TransportError, ValueError, KeyError):
+        return 0
+    return sum(1 for it in items if it["status"] != "open" and (it["status"] == "expired" or it.get("report_hash")))
