@@ -14,7 +14,7 @@ from typing import Any, Callable
 import httpx
 
 from fedchain.aggregator.compute import compute_round
-from fedchain.chain.client import ChainClient, connect_web3
+from fedchain.chain.client import connect_local_or_api
 from fedchain.chain.deployment import Deployment
 from fedchain.chain.types import RoundStatus
 from fedchain.codec import decode_json, decode_tensors
@@ -77,9 +77,8 @@ def verify_round(
 ) -> VerifyResult:
     max_bytes = max_bytes or Settings().max_blob_bytes
     blobs = PublicBlobs(api_url, max_bytes)
-    chain_id = connect_web3(rpc_url).eth.chain_id
-    deployment = None if (deployments_dir / f"{chain_id}.json").exists() else blobs.deployment()
-    chain = ChainClient.connect(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT, deployment=deployment)
+    chain = connect_local_or_api(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT,
+                                 api_deployment=blobs.deployment)
     info = chain.get_round(round_id)
     result = VerifyResult(round_id=round_id, ok=False, onchain_model_hash=info.global_model_hash)
     if info.status == RoundStatus.OPEN:

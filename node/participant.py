@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fedchain.auth import sign_upload
 from fedchain.chain.accounts import resolve_account
-from fedchain.chain.client import ChainClient
+from fedchain.chain.client import ChainClient, connect_local_or_api
 from fedchain.chain.deployment import Deployment
 from fedchain.chain.types import RoundInfo, RoundStatus
 from fedchain.codec import decode_json, decode_tensors, encode_tensors, load_arrays_into, state_dict_to_arrays
@@ -202,16 +202,11 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     account = resolve_account(private_key=args.private_key, keystore=args.keystore, dev_index=args.dev_account)
     settings = Settings()
     api = ApiClient(args.api_url, max_blob_bytes=settings.max_blob_bytes, log=console.print)
-    deployments_dir = settings.deployments_dir
-    deployment = None
-    from fedchain.chain.client import connect_web3
-
-    chain_id = with_retry(lambda: connect_web3(args.rpc_url).eth.chain_id, f"connect to {args.rpc_url}",
-                          attempts=3, log=console.print)
-    if not (deployments_dir / f"{chain_id}.json").exists():
-        deployment = api.deployment()
-    chain = ChainClient.connect(args.rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT,
-                                account=account, deployment=deployment)
+    chain = with_retry(
+        lambda: connect_local_or_api(args.rpc_url, deployments_dir=settings.deployments_dir, repo_root=REPO_ROOT,
+                                     api_deployment=api.deployment, account=account),
+        f"connect to {args.rpc_url}", attempts=3, log=console.print,
+    )
     if not chain.is_active_node(account.address):
         raise ConfigError(f"{account.address} is not an active node of the registry {chain.registry_address}",
                           hint="ask the admin to run `fedchain admit ADDRESS`")

@@ -403,3 +403,22 @@ class ChainClient:
                 return True
             time.sleep(poll)
         return predicate()
+
+
+def connect_local_or_api(
+    rpc_url: str,
+    *,
+    deployments_dir: Path,
+    repo_root: Path,
+    api_deployment: Callable[[], Deployment],
+    account: LocalAccount | None = None,
+) -> ChainClient:
+    """Connect using the local deployment file for the chain's id; if there is none, or it is stale
+    (no contract at its address), use the one the aggregator API serves (``GET /deployment``).
+    Either way the contract code must exist on the chain the caller chose."""
+    try:
+        return ChainClient.connect(rpc_url, deployments_dir=deployments_dir, repo_root=repo_root, account=account)
+    except RpcUnavailable:
+        raise
+    except ConfigError:
+        return ChainClient.connect(rpc_url, repo_root=repo_root, account=account, deployment=api_deployment())
