@@ -70,7 +70,7 @@ gas: install compile
 	brownie run scripts/gas.py
 
 lint-contracts: install compile
-	$(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules
+	$(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules --fail-medium
 
 bench: install compile
 	@if [ -f scripts/bench.py ]; then $(BIN)/python scripts/bench.py; fi
