@@ -24,9 +24,12 @@ help:
 
 # ---------------------------------------------------------------------------------------------
 # Installation (idempotent; stamps make a second run take seconds)
+# `npm install`, not `npm ci`: npm 11 writes a lock without the other platforms' optional anvil
+# packages and then `npm ci` refuses it. The lock (and package.json's exact versions) still pins
+# every version and integrity hash; the install does not modify it.
 node_modules/.stamp: package.json package-lock.json
-	npm ci --no-audit --no-fund 2>&1 | grep -v "nodedir" || true
-	@test -d node_modules/solc -a -d node_modules/@openzeppelin/contracts || (echo "error: npm ci failed; check access to the npm registry" >&2; exit 1)
+	npm install --no-audit --no-fund 2>&1 | grep -v "nodedir" || true
+	@test -d node_modules/solc -a -d node_modules/@openzeppelin/contracts || (echo "error: npm install failed; check access to the npm registry" >&2; exit 1)
 	touch $@
 
 $(VENV)/.stamp: requirements.txt requirements-nodeps.txt pyproject.toml
