@@ -34,13 +34,10 @@ def report_error(exc: FedchainError, con: Console | None = None) -> int:
 
 
 def _key_args(p: argparse.ArgumentParser, *, default_dev: int | None = None) -> None:
-    s = Settings()
-    g = p.add_argument_group("signing key (one of)")
-    g.add_argument("--keystore", type=Path, default=s.keystore_file,
-                   help="eth-account keystore JSON; password from FEDCHAIN_KEYSTORE_PASSWORD")
-    g.add_argument("--private-key", default=s.private_key, help=argparse.SUPPRESS)
-    g.add_argument("--dev-account", type=int, default=s.dev_account,
-                   help=f"anvil dev account index (local chains only){'; default %d on a dev chain' % default_dev if default_dev is not None else ''}")
+    from node.args import add_key_arguments
+
+    note = f"; default {default_dev} on a local anvil chain" if default_dev is not None else ""
+    add_key_arguments(p, dev_default_note=note)
 
 
 def _account(args: argparse.Namespace, *, default_dev: int | None = None) -> Any:

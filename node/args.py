@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from fedchain.settings import Settings
+
+
+def add_key_arguments(p: argparse.ArgumentParser, *, dev_default_note: str = "") -> None:
+    """--keystore / --private-key (hidden; FEDCHAIN_PRIVATE_KEY) / --dev-account: one signing key."""
+    s = Settings()
+    g = p.add_argument_group("signing key (one of)")
+    g.add_argument("--keystore", type=Path, default=s.keystore_file,
+                   help="eth-account keystore JSON; password from FEDCHAIN_KEYSTORE_PASSWORD")
+    g.add_argument("--private-key", default=s.private_key, help=argparse.SUPPRESS)  # prefer keystores
+    g.add_argument("--dev-account", type=int, default=s.dev_account,
+                   help="index of an anvil dev account (local chains only)" + dev_default_note)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -14,13 +24,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     s = Settings()
     p.add_argument("--rpc-url", default=s.rpc_url, help="chain JSON-RPC URL (FEDCHAIN_RPC_URL)")
     p.add_argument("--api-url", default=s.api_url, help="aggregator API URL (FEDCHAIN_API_URL)")
-    key = p.add_argument_group("key (one of)")
-    key.add_argument("--keystore", type=Path, default=s.keystore_file,
-                     help="eth-account keystore JSON; password from FEDCHAIN_KEYSTORE_PASSWORD")
-    key.add_argument("--private-key", default=os.environ.get("FEDCHAIN_PRIVATE_KEY"),
-                     help=argparse.SUPPRESS)  # prefer keystores; the env var works for scripts
-    key.add_argument("--dev-account", type=int, default=s.dev_account,
-                     help="index of an anvil dev account (local chains only)")
+    add_key_arguments(p)
     p.add_argument("--task", default="options-iv", help="built-in task name or module:attribute")
     p.add_argument("--shard", type=int, default=0, help="this node's shard of the task's generated data")
     p.add_argument("--num-shards", type=int, default=1)
