@@ -264,6 +264,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     t.add_column("model")
     t.add_column("rmse", justify="right")
     t.add_row("centralised", f"{result['centralised']['rmse']:.4f}")
+    if result.get("centralised_cosine"):
+        t.add_row("centralised (cosine lr decay)", f"{result['centralised_cosine']['rmse']:.4f}")
     t.add_row("federated", f"{result['federated']['rmse']:.4f}")
     for item in result["local_only"]:
         t.add_row(f"local-only {item.get('venue', item.get('shard'))}", f"{item['rmse']:.4f}")
