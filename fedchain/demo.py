@@ -84,7 +84,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             procs.append(subprocess.Popen(
                 node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
                              task=args.task, rounds=rounds, data_seed=args.seed),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=REPO_ROOT,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=Path.cwd(),
             ))
         console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
         agg_args = argparse.Namespace(task=args.task, strategy="fedavg", seed=args.seed, model_seed=args.seed)

@@ -177,3 +177,24 @@ def test_genesis_model_is_deterministic_for_a_seed(setup):
 
     assert genesis_model(task, task.default_params(), 0) == genesis_model(task, task.default_params(), 0)
     assert genesis_model(task, task.default_params(), 0)[1] != genesis_model(task, task.default_params(), 1)[1]
+
+
+def test_commitment_that_differs_from_the_nodes_upload_is_rejected_as_hash_mismatch(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    uploaded: dict[tuple[int, str], list[str]] = {}
+    agg.uploads_lookup = lambda rid, node: uploaded.get((rid, node), [])
+
+    def play(rid):
+        base = chain.get_round(rid).base_model_hash
+        for n in nodes[:2]:
+            chain.submit_update(rid, n.address, _local_update(task, store, base, 2.0), 10)
+        sent = _local_update(task, store, base, 3.0)  # what node 3 uploaded...
+        uploaded[(rid, nodes[2].address)] = [sent]
+        chain.submit_update(rid, nodes[2].address, _local_update(task, store, base, 5.0, upload=False), 10)
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=2, round_seconds=30)
+    assert summary.status == "finalized" and summary.accepted == 2  # the others still merge
+    reason = summary.reasons[nodes[2].address]
+    assert reason.startswith("hash_mismatch") and uploaded[(1, nodes[2].address)][0] in reason
