@@ -126,6 +126,24 @@ def cmd_admit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new_key(args: argparse.Namespace) -> int:
+    from eth_account import Account
+
+    from fedchain.chain.accounts import PASSWORD_ENV, write_keystore
+
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        raise FedchainError(f"set {PASSWORD_ENV} to the password that will encrypt the key",
+                            hint=f"export {PASSWORD_ENV}=...; nodes read it from there too")
+    if args.path.exists():
+        raise FedchainError(f"{args.path} already exists", hint="pick another path; keys are never overwritten")
+    account = Account.create()
+    write_keystore(account, args.path, password)
+    console.print(f"wrote {args.path} (mode 600) for address {account.address}", highlight=False)
+    console.print(f"admit it with: fedchain admit {account.address}", highlight=False)
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 # aggregator
 def _round_table(summaries: list[Any], metric: str) -> Table:
@@ -221,7 +239,8 @@ def cmd_rounds(args: argparse.Namespace) -> int:
     for col in ("round", "status", "commits", "accepted", "global model", "report", "metrics"):
         t.add_column(col)
     for it in items:
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in (it.get("metrics") or {}).items() if isinstance(v, (int, float)))
+        shown = {k: v for k, v in (it.get("metrics") or {}).items() if k in ("rmse", "max_abs_err", "loss", "accuracy")}
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, (int, float)))
         t.add_row(str(it["round_id"]), it["status"], str(it.get("commit_count", "")), str(it.get("accepted_count", "")),
                   (it.get("global_model_hash") or "-")[:18], (it.get("report_hash") or "-")[:18], metrics)
     console.print(t)
@@ -318,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--rpc-url", default=None)
     a.add_argument("--deployments-dir", type=Path, default=None)
     _key_args(a, default_dev=0)
+
+    k = add("new-key", cmd_new_key, "create a node key in an encrypted keystore file (password from FEDCHAIN_KEYSTORE_PASSWORD)")
+    k.add_argument("path", type=Path)
 
     g = add("aggregator", cmd_aggregator, "run the aggregator: REST API + round loop")
     g.add_argument("--rounds", type=int, default=5)

@@ -43,3 +43,21 @@ def test_rounds_reports_dead_api_without_traceback():
     assert out.returncode != 0
     assert f"cannot reach the API at {url}" in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_new_key_writes_an_encrypted_keystore_a_node_can_load(tmp_path):
+    from fedchain.chain.accounts import from_keystore
+
+    env = env_with_repo()
+    env["FEDCHAIN_KEYSTORE_PASSWORD"] = "correct horse"
+    path = tmp_path / "node.json"
+    out = subprocess.run([sys.executable, "-m", "fedchain.cli", "new-key", str(path)],
+                         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    account = from_keystore(path, "correct horse")
+    assert account.address in out.stdout and "fedchain admit" in out.stdout
+    assert oct(path.stat().st_mode)[-3:] == "600"
+    again = subprocess.run([sys.executable, "-m", "fedchain.cli", "new-key", str(path)],
+                           capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60)
+    assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
+    assert from_keystore(path, "correct horse").address == account.address  # never overwritten
