@@ -110,12 +110,17 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(summary, indent=2))
             console.print(f"summary written to {args.json}")
-        console.print(f"API: {api_url}  (try: curl {api_url}/rounds, or fedchain rounds --api-url {api_url})")
-        if args.serve:
-            console.print(f"serving; check a round with: fedchain verify --round 1 --rpc-url {rpc_url} --api-url {api_url}")
+        if not args.serve:
+            console.print(f"API: {api_url} (stopped with the demo; add --serve to keep the chain and the API up)")
+        else:
+            console.print(f"API: {api_url}  (try: curl {api_url}/rounds, or fedchain rounds --api-url {api_url})")
+            console.print(f"check a round with: fedchain verify --round 1 --rpc-url {rpc_url} --api-url {api_url}")
             console.print("Ctrl-C to stop")
-            while True:
-                time.sleep(1)
+            try:
+                while True:
+                    time.sleep(1)
+            except KeyboardInterrupt:  # the normal way to stop serving
+                console.print("stopping")
         return 0
     finally:
         for p in procs:

@@ -3,31 +3,50 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
 from fedchain.devchain import env_with_repo
 from fedchain.settings import REPO_ROOT
+from harness import wait_for
 
 
-def test_demo_runs_a_user_task_and_writes_the_summary(tmp_path):
+def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
     summary_path = tmp_path / "summary.json"
-    out = subprocess.run(
+    log = tmp_path / "demo.log"
+    demo = subprocess.Popen(
         [sys.executable, "-m", "fedchain.cli", "demo", "--task", "examples.my_task:task", "--nodes", "2",
-         "--rounds", "2", "--json", str(summary_path), "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, env=env_with_repo(), cwd=REPO_ROOT, timeout=300,
+         "--rounds", "2", "--json", str(summary_path), "--workdir", str(tmp_path / "demo"), "--serve"],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env_with_repo(), cwd=REPO_ROOT,
     )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    summary = json.loads(summary_path.read_text())
-    assert summary["api_url"].startswith("http://127.0.0.1:") and summary["chain_id"] == 31337
-    assert set(summary["contracts"]) == {"NodeRegistry", "TrainingRounds"}
-    rounds = summary["rounds"]
-    assert [r["round"] for r in rounds] == [1, 2]
-    for r in rounds:
-        assert r["status"] == "finalized" and r["accepted"] == 2 and r["rejected"] == 0
-        assert r["global_model_hash"].startswith("0x") and len(r["global_model_hash"]) == 66
-        assert "rmse" in r["metrics"]
-    assert rounds[1]["metrics"]["rmse"] < rounds[0]["metrics"]["rmse"]
-    assert "fedchain rounds" in out.stdout and summary["api_url"] in out.stdout  # where to look next
-    for h in (r["global_model_hash"] for r in rounds):
-        assert h[:10] in out.stdout  # the per-round table
+    try:
+        wait_for(lambda: "Ctrl-C to stop" in log.read_text() or demo.poll() is not None, 240, "the demo to serve")
+        out = log.read_text()
+        assert demo.poll() is None, out[-3000:]
+        summary = json.loads(summary_path.read_text())
+        assert summary["api_url"].startswith("http://127.0.0.1:") and summary["chain_id"] == 31337
+        assert set(summary["contracts"]) == {"NodeRegistry", "TrainingRounds"}
+        rounds = summary["rounds"]
+        assert [r["round"] for r in rounds] == [1, 2]
+        for r in rounds:
+            assert r["status"] == "finalized" and r["accepted"] == 2 and r["rejected"] == 0
+            assert r["global_model_hash"].startswith("0x") and len(r["global_model_hash"]) == 66
+            assert r["global_model_hash"][:10] in out  # the per-round table
+        assert rounds[1]["metrics"]["rmse"] < rounds[0]["metrics"]["rmse"]
+        assert summary["api_url"] in out
+        # An auditor with no deployment file: verify finds the contracts through the API, checks them on-chain.
+        env = env_with_repo()
+        env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(tmp_path / "no-deployments")
+        for r in rounds:
+            check = subprocess.run(
+                [sys.executable, "-m", "fedchain.cli", "verify", "--round", str(r["round"]),
+                 "--rpc-url", summary["rpc_url"], "--api-url", summary["api_url"]],
+                capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
