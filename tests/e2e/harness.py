@@ -9,8 +9,6 @@ One federation is shared by the module's tests (it is the expensive part):
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,12 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 
-from fedchain.chain.accounts import dev_account
 from fedchain.chain.client import ChainClient
-from fedchain.chain.deploy import deploy
-from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
 from fedchain.settings import REPO_ROOT
 
 ROUNDS = 2

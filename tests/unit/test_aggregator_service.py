@@ -9,7 +9,7 @@ import torch
 from fedchain.aggregator import Aggregator
 from fedchain.aggregator.compute import compute_round
 from fedchain.chain.types import Commitment, RoundStatus
-from fedchain.codec import decode_json, decode_tensors, encode_tensors, state_dict_to_arrays
+from fedchain.codec import decode_json, decode_tensors, encode_tensors
 from fedchain.errors import ConfigError
 from fedchain.hashing import commitment
 from fedchain.store import FilesystemStore
