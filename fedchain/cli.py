@@ -146,6 +146,10 @@ def cmd_new_key(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 # aggregator
+def _gas(value: int | None) -> str:
+    return f"{value:,}" if value is not None else "-"
+
+
 def _round_table(summaries: list[Any], metric: str) -> Table:
     t = Table(title="fedchain rounds")
     for col, justify in (("round", "right"), ("status", "left"), ("accepted", "right"), ("rejected", "right"),
@@ -156,7 +160,7 @@ def _round_table(summaries: list[Any], metric: str) -> Table:
         m = s.metrics.get(metric)
         h = s.global_model_hash
         t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:10]}…{h[-4:]}" if h else "-",
-                  f"{s.gas.get('open', 0):,}", f"{s.gas.get('finalize', s.gas.get('expire', 0)):,}",
+                  _gas(s.gas.get("open")), _gas(s.gas.get("finalize", s.gas.get("expire"))),
                   f"{m:.4f}" if m is not None else "-")
     return t
 

@@ -18,13 +18,14 @@ import numpy as np
 from fedchain.aggregator.compute import RoundComputation, compute_round
 from fedchain.chain.client import ChainClient
 from fedchain.chain.types import RoundStatus
-from fedchain.codec import decode_tensors, encode_json, encode_tensors, load_arrays_into, state_dict_to_arrays
+from fedchain.codec import decode_json, decode_tensors, encode_json, encode_tensors, load_arrays_into, state_dict_to_arrays
 from fedchain.errors import BlobNotFound, ConfigError, ContractRevert
 from fedchain.hashing import commitment
 from fedchain.store import BlobStore
 from fedchain.strategy import get_strategy
 
 CONFIG_VERSION = 1
+MAX_CONFIG_BYTES = 1024 * 1024
 REPORT_VERSION = 1
 
 
@@ -153,6 +154,11 @@ class Aggregator:
         current = self.chain.current_round_id()
         if current:
             info = self.chain.get_round(current)
+            if info.status == RoundStatus.OPEN and self.store.has(info.config_hash):
+                # We opened it before a restart: pick it up where it is, nothing is lost.
+                config = decode_json(self.store.get(info.config_hash), max_bytes=MAX_CONFIG_BYTES)
+                self.log(f"resuming round {current}, still open on-chain")
+                return current, {"config": config}
             # Past deadline + grace the contract expires a stale open round itself in openRound.
             if info.status == RoundStatus.OPEN and time.time() <= info.deadline + self.chain.grace_period() + 1:
                 raise ConfigError(
@@ -186,9 +192,11 @@ class Aggregator:
     def run_round(self, *, min_updates: int, round_seconds: float) -> RoundSummary:
         rid, opened = self.open_round(min_updates=min_updates, round_seconds=round_seconds)
         config = opened["config"]
-        self.log(f"round {rid} opened (deadline in {round_seconds:.0f} s, quorum {min_updates})")
+        if "open_gas" in opened:
+            self.log(f"round {rid} opened (deadline in {round_seconds:.0f} s, quorum {min_updates})")
         self.wait_for_commitments(rid)
         info = self.chain.get_round(rid)
+        min_updates = info.min_updates  # the round's own quorum (a resumed round keeps its own)
         base = self._base_arrays(info.base_model_hash)
 
         def fetch(h: str) -> bytes | None:
@@ -201,7 +209,7 @@ class Aggregator:
                                  min_updates=min_updates, uploads=uploads)
             if self.chain.get_round(rid).commit_count == len(commitments):
                 break  # no commitment slipped in while we computed
-        gas = {"open": opened["open_gas"]}
+        gas = {"open": opened["open_gas"]} if "open_gas" in opened else {}
         if comp.model_hash is None:
             return self._expire(rid, info.deadline, comp, gas)
         return self._finalize(rid, info.base_model_hash, info.config_hash, config, comp, gas)

@@ -198,3 +198,17 @@ def test_commitment_that_differs_from_the_nodes_upload_is_rejected_as_hash_misma
     assert summary.status == "finalized" and summary.accepted == 2  # the others still merge
     reason = summary.reasons[nodes[2].address]
     assert reason.startswith("hash_mismatch") and uploaded[(1, nodes[2].address)][0] in reason
+
+
+def test_restarted_aggregator_resumes_its_open_round(setup, tmp_path):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    rid, _ = agg.open_round(min_updates=2, round_seconds=30)  # then the aggregator "crashes"
+    base = chain.get_round(rid).base_model_hash
+    for i, n in enumerate(nodes):
+        chain.submit_update(rid, n.address, _local_update(task, store, base, 1.0 + i), 10)
+    again = Aggregator(chain, store, task, task_spec="tiny", poll_interval=0.01, log=lambda m: None)
+    summary = again.run_round(min_updates=3, round_seconds=30)
+    assert summary.round == rid and summary.status == "finalized" and summary.accepted == 3
+    assert chain.current_round_id() == rid  # no second round was opened
+    assert chain.get_round(rid).min_updates == 2
