@@ -201,7 +201,11 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
                           f"{summary.rejected} rejected" + (f", val {task.primary_metric} {m:.4f}" if m is not None else ""),
                           highlight=False)
 
-        agg.run(rounds=args.rounds, min_updates=args.min_updates, round_seconds=args.round_seconds, on_round=on_round)
+        with console.status("starting…") as status:
+            agg.on_wait = lambda rid, got, want, left: status.update(
+                f"round {rid}: {got}/{want} nodes committed, deadline in {left:.0f} s")
+            agg.run(rounds=args.rounds, min_updates=args.min_updates, round_seconds=args.round_seconds,
+                    on_round=on_round)
         console.print(_round_table(summaries, task.primary_metric))
         if args.exit_when_done:
             return 0

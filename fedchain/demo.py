@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.console import Group
 from rich.live import Live
+from rich.text import Text
 
 from fedchain.chain.accounts import dev_account
 from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
@@ -96,6 +98,13 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             def on_round(summary: Any) -> None:
                 summaries.append(summary)
                 live.update(_round_table(summaries, task.primary_metric))
+
+            def on_wait(rid: int, got: int, want: int, left: float) -> None:
+                live.update(Group(_round_table(summaries, task.primary_metric),
+                                  Text(f"round {rid}: {got}/{want} nodes committed, deadline in {left:.0f} s",
+                                       style="dim")))
+
+            agg.on_wait = on_wait
 
             agg.run(rounds=rounds, min_updates=min_updates, round_seconds=args.round_seconds, on_round=on_round)
         api.indexer.sync()

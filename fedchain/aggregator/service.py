@@ -97,6 +97,7 @@ class Aggregator:
         poll_interval: float = 0.5,
         uploads_lookup: Callable[[int, str], Sequence[str]] | None = None,
         on_sync: Callable[[], Any] | None = None,
+        on_wait: Callable[[int, int, int, float], None] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.chain = chain
@@ -112,6 +113,8 @@ class Aggregator:
         self.poll = poll_interval
         self.uploads_lookup = uploads_lookup
         self.on_sync = on_sync
+        #: progress while a round waits: (round, committed, expected, seconds to the deadline)
+        self.on_wait = on_wait
         self.log = log
 
     # -- genesis -------------------------------------------------------------------------------
@@ -182,10 +185,11 @@ class Aggregator:
         """Until every active node committed, or the deadline passed."""
         info = self.chain.get_round(round_id)
         while True:
-            if info.commit_count >= max(1, self.chain.node_count()):
+            expected = max(1, self.chain.node_count())
+            if info.commit_count >= expected or time.time() > info.deadline + 1:
                 return
-            if time.time() > info.deadline + 1:
-                return
+            if self.on_wait:
+                self.on_wait(round_id, info.commit_count, expected, max(0.0, info.deadline - time.time()))
             time.sleep(self.poll)
             info = self.chain.get_round(round_id)
 
