@@ -167,14 +167,13 @@ def _round_table(summaries: list[Any], metric: str) -> Table:
 
 def _build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: Any, api: Any) -> Any:
     from fedchain.aggregator import Aggregator
-    from fedchain.aggregator.server import uploads_lookup
     from fedchain.tasks import load_task
 
     task = load_task(args.task)
     return Aggregator(
         chain, store, task, task_spec=args.task, strategy=args.strategy, seed=args.seed, model_seed=args.model_seed,
         max_blob_bytes=s.max_blob_bytes, poll_interval=s.poll_interval,
-        uploads_lookup=uploads_lookup(api.indexer), on_sync=api.indexer.sync,
+        uploads_lookup=api.indexer.uploads_for, on_sync=api.indexer.sync,
         log=lambda m: console.print(f"[dim]aggregator[/] {m}", highlight=False),
     ), task
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
-
 import uvicorn
 
 from fedchain.api import create_app
@@ -49,8 +47,3 @@ def start_api(settings: Settings, chain: ChainClient, store: BlobStore, *, timeo
     return ApiServer(server=server, thread=thread, indexer=indexer,
                      url=f"http://{settings.api_host}:{settings.api_port}")
 
-
-def uploads_lookup(indexer: Indexer) -> Any:
-    """(round, node) -> blob hashes that node uploaded, for precise rejection reasons."""
-    fn = getattr(indexer, "uploads_for", None)
-    return fn if callable(fn) else None

@@ -43,6 +43,14 @@ def role(name: str) -> bytes:
 
 
 # --- time ------------------------------------------------------------------------------------
+def interface_id(signatures: list[str]) -> bytes:
+    """ERC-165 interface id: XOR of the functions' 4-byte selectors."""
+    value = 0
+    for sig in signatures:
+        value ^= int.from_bytes(keccak(text=sig)[:4], "big")
+    return value.to_bytes(4, "big")
+
+
 def now() -> int:
     """Timestamp of the latest block (what the contracts compare against, give or take a block)."""
     return int(web3.eth.get_block("latest")["timestamp"])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from brownie import NodeRegistry, web3
-from conftest import ZERO, assert_event, error_data, h, reverts_with, role, unauthorized
+from conftest import ZERO, assert_event, error_data, h, interface_id, reverts_with, role, unauthorized
 
 ZERO_ADDRESS = "0x" + "00" * 20
 KEY = bytes(range(1, 33))  # 32 bytes, e.g. an X25519 public key
@@ -46,10 +46,7 @@ def test_supports_registry_access_control_and_erc165_interfaces(registry):
         "setOpenRegistration(bool)", "openRegistration()", "register(bytes,bytes32)",
         "updateNode(bytes,bytes32)", "isActiveNode(address)", "nodeCount()", "getNode(address)",
     ]
-    registry_id = 0
-    for sig in selectors:
-        registry_id ^= int.from_bytes(web3.keccak(text=sig)[:4], "big")
-    assert registry.supportsInterface(registry_id.to_bytes(4, "big"))
+    assert registry.supportsInterface(interface_id(selectors))
     assert registry.supportsInterface("0x7965db0b")  # IAccessControl
     assert registry.supportsInterface("0x01ffc9a7")  # IERC165
     assert not registry.supportsInterface("0xffffffff")

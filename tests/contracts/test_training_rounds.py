@@ -11,6 +11,7 @@ from conftest import (
     assert_event,
     event_count,
     h,
+    interface_id,
     next_block_at,
     now,
     reverts_with,
@@ -88,10 +89,7 @@ def test_supports_training_rounds_access_control_and_erc165_interfaces(rounds):
         "genesisModelHash()", "latestModelHash()", "currentRoundId()", "lastFinalizedRoundId()",
         "getRound(uint256)", "getCommitment(uint256,address)",
     ]
-    interface_id = 0
-    for sig in selectors:
-        interface_id ^= int.from_bytes(web3.keccak(text=sig)[:4], "big")
-    assert rounds.supportsInterface(interface_id.to_bytes(4, "big"))
+    assert rounds.supportsInterface(interface_id(selectors))
     assert rounds.supportsInterface("0x7965db0b")  # IAccessControl
     assert rounds.supportsInterface("0x01ffc9a7")  # IERC165
     assert not rounds.supportsInterface("0xffffffff")
