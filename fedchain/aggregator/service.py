@@ -142,14 +142,18 @@ class Aggregator:
             )
         return on_chain
 
+    @staticmethod
+    def _missing_base(base_hash: str) -> ConfigError:
+        return ConfigError(
+            f"the latest model {base_hash} is not in this aggregator's store",
+            hint="point FEDCHAIN_DATA_DIR at the store that produced it",
+        )
+
     def _base_arrays(self, base_hash: str) -> dict[str, np.ndarray]:
         try:
             data = self.store.get(base_hash)
         except BlobNotFound as exc:
-            raise ConfigError(
-                f"the latest model {base_hash} is not in this aggregator's store",
-                hint="point FEDCHAIN_DATA_DIR at the store that produced it",
-            ) from exc
+            raise self._missing_base(base_hash) from exc
         return decode_tensors(data, max_bytes=self.max_blob_bytes)
 
     # -- one round -----------------------------------------------------------------------------
@@ -169,7 +173,8 @@ class Aggregator:
                     hint="wait for it to be finalized or expired (anyone may call expireRound after the grace period)",
                 )
         base = self.chain.latest_model_hash()
-        self._base_arrays(base)  # fail early if we cannot serve it
+        if not self.store.has(base):  # fail before opening a round nobody could train from
+            raise self._missing_base(base)
         round_id = current + 1
         config = build_config(
             task_spec=self.task_spec, task_params=self.task_params, training=self.training,
