@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import httpx
 
@@ -43,6 +43,7 @@ class PublicBlobs:
         self.http = httpx.Client(base_url=self.api_url, timeout=30)
         self.max_bytes = max_bytes
         self.problems: list[str] = []
+        self.mismatched: set[str] = set()
 
     def get(self, h: str) -> bytes | None:
         try:
@@ -61,7 +62,15 @@ class PublicBlobs:
         actual = commitment(r.content)
         if actual != h:
             self.problems.append(f"blob {h}: the API served bytes that hash to {actual}")
+            self.mismatched.add(h)
         return r.content
+
+    def require(self, h: str, what: str) -> bytes:
+        """A blob the round cannot be checked without: served, and matching its hash."""
+        data = self.get(h)
+        if data is None or h in self.mismatched:
+            raise FedchainError(f"the API does not serve the {what} {h} intact")
+        return data
 
     def deployment(self) -> Deployment:
         r = self.http.get("/deployment")
@@ -90,18 +99,8 @@ def verify_round(
         log(result.notes[-1])
         return result
 
-    def required_json(h: str, what: str) -> Any:
-        data = blobs.get(h)
-        if data is None:
-            raise FedchainError(f"the API does not serve the {what} {h}")
-        if commitment(data) != h:
-            raise FedchainError(f"{what} {h}: the API served bytes that do not match the hash")
-        return decode_json(data, max_bytes=MAX_JSON)
-
-    config = required_json(info.config_hash, "round config")
-    base_bytes = blobs.get(info.base_model_hash)
-    if base_bytes is None or commitment(base_bytes) != info.base_model_hash:
-        raise FedchainError(f"the API does not serve the base model {info.base_model_hash} intact")
+    config = decode_json(blobs.require(info.config_hash, "round config"), max_bytes=MAX_JSON)
+    base_bytes = blobs.require(info.base_model_hash, "base model")
     base = decode_tensors(base_bytes, max_bytes=max_bytes)
     commitments = chain.commitments(round_id)
     log(f"round {round_id}: {len(commitments)} commitment(s) on-chain, strategy "
