@@ -46,17 +46,6 @@ def _deploy_one(w3: Web3, account: LocalAccount, art: dict[str, Any], args: Sequ
     return to_checksum_address(rcpt["contractAddress"]), int(rcpt["blockNumber"])
 
 
-def _constructor_args(art: dict[str, Any], values: dict[str, Any]) -> list[Any]:
-    ctor = next((i for i in art["abi"] if i.get("type") == "constructor"), {"inputs": []})
-    args = []
-    for inp in ctor["inputs"]:
-        name = inp["name"].strip("_")
-        if name not in values:
-            raise ConfigError(f"don't know how to fill constructor argument {inp['name']} of {art.get('contractName')}")
-        args.append(values[name])
-    return args
-
-
 def deploy(
     rpc_url: str,
     account: LocalAccount,
@@ -73,13 +62,10 @@ def deploy(
     w3 = connect_web3(rpc_url)
     aggregator = to_checksum_address(aggregator or account.address)
     reg_art, rounds_art = _artifact(repo_root, "NodeRegistry"), _artifact(repo_root, "TrainingRounds")
-    values: dict[str, Any] = {"admin": account.address, "initialAdmin": account.address, "owner": account.address,
-                              "gracePeriod": int(grace_period), "grace": int(grace_period)}
-    registry, block = _deploy_one(w3, account, reg_art, _constructor_args(reg_art, values))
+    # NodeRegistry(address admin); TrainingRounds(address nodeRegistry, address admin, uint64 grace)
+    registry, block = _deploy_one(w3, account, reg_art, [account.address])
     log(f"NodeRegistry   {registry}")
-    values["registry"] = registry
-    values["nodeRegistry"] = registry
-    rounds, _ = _deploy_one(w3, account, rounds_art, _constructor_args(rounds_art, values))
+    rounds, _ = _deploy_one(w3, account, rounds_art, [registry, account.address, int(grace_period)])
     log(f"TrainingRounds {rounds}")
     dep = Deployment(
         chain_id=int(w3.eth.chain_id), rpc_url=rpc_url, deployer=account.address, block=block,
@@ -87,7 +73,7 @@ def deploy(
         abi_paths=dict(ARTIFACTS),
     )
     client = ChainClient(w3, dep, rpc_url=rpc_url, repo_root=repo_root, account=account)
-    if aggregator != account.address or not client.has_role("AGGREGATOR_ROLE", aggregator):
+    if not client.has_role("AGGREGATOR_ROLE", aggregator):
         role = client.rounds.functions.AGGREGATOR_ROLE().call()
         client.transact(client.rounds.functions.grantRole(role, aggregator), "grantRole")
     if genesis_hash:
