@@ -8,15 +8,33 @@ import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
  * @title NodeRegistry
  * @notice The participants of a fedchain federation. See {INodeRegistry}.
  *
- * Storage: one record per node whose first slot packs `active` and `joinedAt`, so
- * {isActiveNode} (called by `TrainingRounds` on every update) reads exactly one slot; the
- * member count and the registration mode share one slot.
+ * An abstract module: `TrainingRounds` inherits it, so the registry and the rounds live at one
+ * address and a commitment reads and writes one slot for the committer (docs/gas.md).
+ *
+ * Storage: one record per node whose first slot packs `active`, `joinedAt`, `joinedRound`,
+ * `keyRound` and the rounds module's `lastCommittedRound`; the member count and the registration
+ * mode share one slot.
  */
-contract NodeRegistry is INodeRegistry, AccessControl {
+abstract contract NodeRegistry is INodeRegistry, AccessControl {
     /// @inheritdoc INodeRegistry
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
 
-    mapping(address node => Node) private _nodes;
+    /**
+     * @dev A node in storage. Slot 0 packs 8 + 40 + 32 + 32 + 32 = 144 bits. `lastCommittedRound`
+     * belongs to the rounds module (the round the node last committed in; the double-commit guard)
+     * and sits here so that a commitment touches this one slot.
+     */
+    struct NodeRecord {
+        bool active;
+        uint40 joinedAt;
+        uint32 joinedRound;
+        uint32 keyRound;
+        uint32 lastCommittedRound;
+        bytes32 metadataHash;
+        bytes publicKey;
+    }
+
+    mapping(address node => NodeRecord) internal _nodes;
 
     // One slot: read together by {register}.
     uint64 private _nodeCount;
@@ -50,7 +68,7 @@ contract NodeRegistry is INodeRegistry, AccessControl {
 
     /// @inheritdoc INodeRegistry
     function removeNode(address node) external onlyRole(REGISTRAR_ROLE) {
-        Node storage record = _nodes[node];
+        NodeRecord storage record = _nodes[node];
         if (!record.active) revert NodeNotActive(node);
         record.active = false;
         --_nodeCount;
@@ -59,8 +77,9 @@ contract NodeRegistry is INodeRegistry, AccessControl {
 
     /// @inheritdoc INodeRegistry
     function updateNode(bytes calldata publicKey, bytes32 metadataHash) external {
-        Node storage record = _nodes[msg.sender];
+        NodeRecord storage record = _nodes[msg.sender];
         if (!record.active) revert NodeNotActive(msg.sender);
+        record.keyRound = _currentRound();
         record.metadataHash = metadataHash;
         record.publicKey = publicKey;
         emit NodeUpdated(msg.sender, metadataHash, publicKey);
@@ -85,28 +104,43 @@ contract NodeRegistry is INodeRegistry, AccessControl {
     }
 
     /// @inheritdoc INodeRegistry
-    function nodeCount() external view returns (uint256) {
+    function nodeCount() public view returns (uint256) {
         return _nodeCount;
     }
 
     /// @inheritdoc INodeRegistry
     function getNode(address node) external view returns (Node memory) {
-        return _nodes[node];
+        NodeRecord storage r = _nodes[node];
+        return Node({
+            active: r.active,
+            joinedAt: r.joinedAt,
+            joinedRound: r.joinedRound,
+            keyRound: r.keyRound,
+            metadataHash: r.metadataHash,
+            publicKey: r.publicKey
+        });
     }
 
     /// @inheritdoc AccessControl
-    function supportsInterface(bytes4 interfaceId) public view override returns (bool) {
+    function supportsInterface(bytes4 interfaceId) public view virtual override returns (bool) {
         return interfaceId == type(INodeRegistry).interfaceId || super.supportsInterface(interfaceId);
     }
 
     // --- internal ------------------------------------------------------------------------------
 
+    /// @dev The id of the last opened round (0 if none), for `joinedRound` and `keyRound`.
+    function _currentRound() internal view virtual returns (uint32);
+
     /// @dev Admits `node` (not the zero address), on behalf of `msg.sender`.
     function _admit(address node, bytes calldata publicKey, bytes32 metadataHash) private {
-        Node storage record = _nodes[node];
+        NodeRecord storage record = _nodes[node];
         if (record.active) revert NodeAlreadyActive(node);
+        uint32 current = _currentRound();
         record.active = true;
-        record.joinedAt = uint64(block.timestamp);
+        // Timestamps fit 40 bits until year 36812.
+        record.joinedAt = uint40(block.timestamp);
+        record.joinedRound = current;
+        record.keyRound = current;
         record.metadataHash = metadataHash;
         record.publicKey = publicKey;
         ++_nodeCount;

@@ -1,54 +1,78 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
-import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
+import {NodeRegistry} from "./NodeRegistry.sol";
 import {ITrainingRounds} from "./interfaces/ITrainingRounds.sol";
 
 /**
  * @title TrainingRounds
- * @notice Training rounds of a fedchain federation and the nodes' commitments. See {ITrainingRounds}.
+ * @notice Training rounds of a fedchain federation, its node registry and the nodes'
+ * commitments. See {ITrainingRounds} and {INodeRegistry}.
  *
- * Storage layout, chosen for the gas of {submitUpdate} (see docs/gas.md):
+ * Storage layout, chosen for the gas of a commitment (see docs/gas.md):
  *
- * - `_rounds[roundId]`: the first slot packs every scalar of a round (deadline, block numbers,
- *   base round, quorum, counters, status), so {submitUpdate} reads and writes one round slot; the
- *   hashes take one slot each. The base model is not stored: it is the model of round
- *   `baseRoundId` (or the genesis model when 0), which never changes once that round is finalized.
- * - `_updateHashes[roundId][node]`: one full slot per commitment.
- * - `_samples[node][(roundId - 1) / 4]`: the declared sample counts of one node, four rounds per
- *   slot (64-bit lanes), so three commitments in four write to a slot that is already non-zero.
+ * - `_rounds[roundId]`: slot 0 packs everything a commitment reads or writes (deadline, status,
+ *   counters, quorum, sample cap, relay cut-off, sampled flag); slot 1 the rest of the scalars;
+ *   then one slot per hash, the accumulator and (sampled rounds only) the seed. The base model
+ *   is not stored: it is the model of round `baseRoundId` (or the genesis model when 0).
+ * - `_nodes[node]` (in {NodeRegistry}): slot 0 packs membership and `lastCommittedRound`, the
+ *   double-commit guard, so a commitment reads and writes one slot for its node.
+ * - No per-(round, node) storage: the commitment list is in the events, checked against the
+ *   accumulator.
  *
  * Invariant: a round is `Open` only while it is the current round (opening the next round
  * requires the current one to be closed), so the hot paths do not read `_currentRoundId`.
  */
-contract TrainingRounds is ITrainingRounds, AccessControl {
+contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
     /// @inheritdoc ITrainingRounds
     bytes32 public constant AGGREGATOR_ROLE = keccak256("AGGREGATOR_ROLE");
 
     /// @inheritdoc ITrainingRounds
     uint64 public constant MAX_GRACE_PERIOD = 365 days;
 
+    /// @inheritdoc ITrainingRounds
+    bytes32 public constant COMMITMENT_TYPEHASH =
+        keccak256("Commitment(uint256 roundId,bytes32 updateHash,uint64 numSamples)");
+
     /**
-     * @dev A round in storage. Slot 0 is exactly 256 bits. Narrower than {Round}: timestamps and
-     * block numbers fit 40 bits until year 36812 (resp. block 1.1e12), round ids 32 bits.
+     * @dev A round in storage. Slot 0 (248 bits) is all a commitment needs; slot 1 packs the
+     * rest. Timestamps and block numbers fit 40 bits until year 36812 (resp. block 1.1e12).
      */
     struct RoundRecord {
+        // slot 0
         uint40 deadline;
+        RoundStatus status;
+        bool sampled;
+        uint32 commitCount;
+        uint32 eligibleCount;
+        uint32 minUpdates;
+        uint64 maxSamples;
+        uint32 relayCutoff;
+        // slot 1
         uint40 openedAt;
         uint40 closedAt;
         uint32 baseRoundId;
-        uint32 minUpdates;
-        uint32 commitCount;
         uint32 acceptedCount;
-        RoundStatus status;
+        uint64 selectionRate;
+        // one slot each
         bytes32 configHash;
         bytes32 globalModelHash;
         bytes32 reportHash;
+        bytes32 accumulator;
+        bytes32 seed;
     }
 
-    INodeRegistry private immutable _registry;
+    /// @dev What a batch entry is checked against, read from the round once per batch.
+    struct Limits {
+        uint64 maxSamples;
+        bool sampled;
+    }
+
+    /// @dev secp256k1's group order n, halved: signatures with a larger s are rejected (EIP-2).
+    uint256 private constant _HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+
     uint64 private immutable _gracePeriod;
 
     bytes32 private _genesisModelHash;
@@ -58,23 +82,16 @@ contract TrainingRounds is ITrainingRounds, AccessControl {
     uint32 private _lastFinalizedRoundId;
 
     mapping(uint256 roundId => RoundRecord) private _rounds;
-    mapping(uint256 roundId => mapping(address node => bytes32 updateHash)) private _updateHashes;
-    mapping(address node => mapping(uint256 group => uint256 lanes)) private _samples;
 
     /**
-     * @dev The parameters are the ABI's `(registry, admin, gracePeriod)`, named so that they do not
-     * shadow the {registry} and {gracePeriod} getters.
-     * @param nodeRegistry The {INodeRegistry} whose active nodes may submit updates.
-     * @param admin Receives `DEFAULT_ADMIN_ROLE` (it grants {AGGREGATOR_ROLE} and sets the genesis model).
+     * @param admin Receives `DEFAULT_ADMIN_ROLE` (it grants {AGGREGATOR_ROLE} and sets the genesis
+     * model) and `REGISTRAR_ROLE`.
      * @param grace The grace period: seconds after a deadline before anyone may expire a round; at
      * most {MAX_GRACE_PERIOD}.
      */
-    constructor(address nodeRegistry, address admin, uint64 grace) {
-        if (nodeRegistry == address(0) || admin == address(0)) revert ZeroAddress();
+    constructor(address admin, uint64 grace) NodeRegistry(admin) EIP712("fedchain", "2") {
         if (grace > MAX_GRACE_PERIOD) revert InvalidGracePeriod(grace);
-        _registry = INodeRegistry(nodeRegistry);
         _gracePeriod = grace;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
     }
 
     // --- admin ---------------------------------------------------------------------------------
@@ -90,40 +107,25 @@ contract TrainingRounds is ITrainingRounds, AccessControl {
     // --- aggregator ----------------------------------------------------------------------------
 
     /// @inheritdoc ITrainingRounds
-    function openRound(bytes32 baseModelHash, bytes32 configHash, uint64 deadline, uint32 minUpdates)
+    function openRound(bytes32 baseModelHash, bytes32 configHash, RoundParams calldata params)
         external
         onlyRole(AGGREGATOR_ROLE)
         returns (uint256 roundId)
     {
+        uint32 minUpdates = params.minUpdates;
         if (minUpdates == 0) revert InvalidMinUpdates(minUpdates);
-        if (deadline <= block.timestamp || deadline > type(uint40).max) revert InvalidDeadline(deadline);
-        if (configHash == bytes32(0)) revert ZeroHash();
-
-        uint32 current = _currentRoundId;
-        uint32 lastFinalized = _lastFinalizedRoundId;
-        if (current != 0) {
-            RoundRecord storage previous = _rounds[current];
-            if (previous.status == RoundStatus.Open) {
-                if (block.timestamp <= _expiresAt(previous.deadline)) revert RoundStillOpen(current);
-                _expire(previous, current);
-            }
+        if (params.maxSamples == 0) revert InvalidMaxSamples(params.maxSamples);
+        if (params.deadline <= block.timestamp || params.deadline > type(uint40).max) {
+            revert InvalidDeadline(params.deadline);
         }
+        if (configHash == bytes32(0)) revert ZeroHash();
+        // Active nodes all joined before this round: they are its eligible set.
+        uint32 eligible = SafeCast.toUint32(nodeCount());
+        if (params.selectionRate == 0 && eligible < minUpdates) revert QuorumUnreachable(eligible, minUpdates);
 
-        if (lastFinalized == 0 && _genesisModelHash == bytes32(0)) revert GenesisNotSet();
-        bytes32 latest = _modelOf(lastFinalized);
-        if (baseModelHash != latest) revert BaseModelMismatch(latest, baseModelHash);
-
-        uint32 id = current + 1;
-        _currentRoundId = id;
-        RoundRecord storage round = _rounds[id];
-        round.deadline = uint40(deadline);
-        round.openedAt = SafeCast.toUint40(block.number);
-        round.baseRoundId = lastFinalized;
-        round.minUpdates = minUpdates;
-        round.status = RoundStatus.Open;
-        round.configHash = configHash;
-
-        emit RoundOpened(id, baseModelHash, configHash, deadline, minUpdates);
+        uint32 id = _advance(baseModelHash);
+        bytes32 seed = _initRound(_rounds[id], id, configHash, params, eligible);
+        emit RoundOpened(id, baseModelHash, configHash, params, eligible, seed);
         return id;
     }
 
@@ -138,6 +140,10 @@ contract TrainingRounds is ITrainingRounds, AccessControl {
         if (acceptedCount < minUpdates) revert QuorumNotReached(roundId, acceptedCount, minUpdates);
         uint32 commitCount = round.commitCount;
         if (acceptedCount > commitCount) revert AcceptedExceedsCommitments(roundId, acceptedCount, commitCount);
+        uint40 deadline = round.deadline;
+        if (block.timestamp <= deadline && (round.sampled || commitCount != round.eligibleCount)) {
+            revert CommitPhaseOpen(roundId, commitCount, round.eligibleCount, deadline);
+        }
 
         round.closedAt = SafeCast.toUint40(block.number);
         round.acceptedCount = acceptedCount;
@@ -160,34 +166,53 @@ contract TrainingRounds is ITrainingRounds, AccessControl {
         _expire(round, roundId);
     }
 
+    /// @inheritdoc ITrainingRounds
+    function submitBatch(uint256 roundId, SignedCommitment[] calldata commitments)
+        external
+        returns (uint256 committed)
+    {
+        RoundRecord storage round = _openRound(roundId);
+        uint40 deadline = round.deadline;
+        uint32 cutoff = round.relayCutoff;
+        // A cut-off at least as long as the whole round means relaying is never open.
+        uint64 closesAt = cutoff >= deadline ? 0 : deadline - cutoff;
+        if (block.timestamp > closesAt) revert RelayClosed(roundId, closesAt);
+        bytes32 acc = round.accumulator;
+        Limits memory limits = Limits(round.maxSamples, round.sampled);
+        uint256 n = commitments.length;
+        for (uint256 i = 0; i < n;) {
+            bool ok;
+            (acc, ok) = _relay(roundId, commitments[i], acc, limits);
+            unchecked {
+                if (ok) ++committed;
+                ++i;
+            }
+        }
+        if (committed != 0) {
+            round.accumulator = acc;
+            // At most one commitment per active node, and nodes are counted in 64 bits.
+            round.commitCount += SafeCast.toUint32(committed);
+        }
+    }
+
     // --- nodes ---------------------------------------------------------------------------------
 
     /// @inheritdoc ITrainingRounds
     function submitUpdate(uint256 roundId, bytes32 updateHash, uint64 numSamples) external {
-        if (updateHash == bytes32(0)) revert ZeroHash();
-        if (numSamples == 0) revert ZeroSamples();
         RoundRecord storage round = _openRound(roundId);
         uint40 deadline = round.deadline;
         if (block.timestamp > deadline) revert DeadlinePassed(roundId, deadline);
-        if (!_registry.isActiveNode(msg.sender)) revert NotActiveNode(msg.sender);
+        SkipReason reason = _check(roundId, msg.sender, updateHash, numSamples, round.maxSamples, round.sampled);
+        if (reason != SkipReason.None) _revertFor(reason, roundId, msg.sender, numSamples, round.maxSamples);
 
-        mapping(address node => bytes32) storage hashes = _updateHashes[roundId];
-        if (hashes[msg.sender] != bytes32(0)) revert AlreadySubmitted(roundId, msg.sender);
-        hashes[msg.sender] = updateHash;
-        // The node's lane for this round is still zero: it never committed in this round.
-        (uint256 group, uint256 shift) = _lane(roundId);
-        _samples[msg.sender][group] |= uint256(numSamples) << shift;
+        _nodes[msg.sender].lastCommittedRound = uint32(roundId);
+        round.accumulator = _fold(round.accumulator, msg.sender, updateHash, numSamples);
         ++round.commitCount;
 
         emit UpdateSubmitted(roundId, msg.sender, updateHash, numSamples);
     }
 
     // --- views ---------------------------------------------------------------------------------
-
-    /// @inheritdoc ITrainingRounds
-    function registry() external view returns (address) {
-        return address(_registry);
-    }
 
     /// @inheritdoc ITrainingRounds
     function gracePeriod() external view returns (uint64) {
@@ -223,31 +248,239 @@ contract TrainingRounds is ITrainingRounds, AccessControl {
             configHash: round.configHash,
             globalModelHash: round.globalModelHash,
             reportHash: round.reportHash,
+            accumulator: round.accumulator,
+            seed: round.seed,
             deadline: round.deadline,
             openedAt: round.openedAt,
             closedAt: round.closedAt,
             minUpdates: round.minUpdates,
+            eligibleCount: round.eligibleCount,
             commitCount: round.commitCount,
             acceptedCount: round.acceptedCount,
+            maxSamples: round.maxSamples,
+            selectionRate: round.selectionRate,
+            relayCutoff: round.relayCutoff,
             status: round.status
         });
     }
 
     /// @inheritdoc ITrainingRounds
-    function getCommitment(uint256 roundId, address node) external view returns (bytes32 updateHash, uint64 numSamples) {
-        updateHash = _updateHashes[roundId][node];
-        if (updateHash != bytes32(0)) {
-            (uint256 group, uint256 shift) = _lane(roundId);
-            numSamples = uint64(_samples[node][group] >> shift);
-        }
+    function lastCommittedRound(address node) external view returns (uint256) {
+        return _nodes[node].lastCommittedRound;
     }
 
-    /// @inheritdoc AccessControl
+    /// @inheritdoc ITrainingRounds
+    function hasCommitted(uint256 roundId, address node) external view returns (bool) {
+        return roundId != 0 && _nodes[node].lastCommittedRound == roundId;
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function isSelected(uint256 roundId, address node) public view returns (bool) {
+        RoundRecord storage round = _rounds[roundId];
+        if (round.status == RoundStatus.None) revert UnknownRound(roundId);
+        return !round.sampled || _selected(round.seed, round.selectionRate, node);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function isEligible(uint256 roundId, address node) external view returns (bool) {
+        NodeRecord storage record = _nodes[node];
+        return record.active && record.joinedRound < roundId && isSelected(roundId, node);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function initialAccumulator(uint256 roundId) external view returns (bytes32) {
+        return _initialAccumulator(roundId);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function foldCommitment(bytes32 acc, address node, bytes32 updateHash, uint64 numSamples)
+        external
+        pure
+        returns (bytes32)
+    {
+        return _fold(acc, node, updateHash, numSamples);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function checkCommitments(uint256 roundId, CommitmentEntry[] calldata entries) external view returns (bool) {
+        RoundRecord storage round = _rounds[roundId];
+        if (round.status == RoundStatus.None) revert UnknownRound(roundId);
+        if (entries.length != round.commitCount) return false;
+        bytes32 acc = _initialAccumulator(roundId);
+        for (uint256 i = 0; i < entries.length; ++i) {
+            acc = _fold(acc, entries[i].node, entries[i].updateHash, entries[i].numSamples);
+        }
+        return acc == round.accumulator;
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function commitmentDigest(uint256 roundId, bytes32 updateHash, uint64 numSamples) external view returns (bytes32) {
+        return _commitmentDigest(roundId, updateHash, numSamples);
+    }
+
+    /// @inheritdoc NodeRegistry
     function supportsInterface(bytes4 interfaceId) public view override returns (bool) {
         return interfaceId == type(ITrainingRounds).interfaceId || super.supportsInterface(interfaceId);
     }
 
     // --- internal ------------------------------------------------------------------------------
+
+    /// @inheritdoc NodeRegistry
+    function _currentRound() internal view override returns (uint32) {
+        return _currentRoundId;
+    }
+
+    /// @dev Closes a stale current round, checks `baseModelHash` against the latest model and
+    /// makes the next id current. Returns it.
+    function _advance(bytes32 baseModelHash) private returns (uint32 id) {
+        uint32 current = _currentRoundId;
+        if (current != 0) {
+            RoundRecord storage previous = _rounds[current];
+            if (previous.status == RoundStatus.Open) {
+                if (block.timestamp <= _expiresAt(previous.deadline)) revert RoundStillOpen(current);
+                _expire(previous, current);
+            }
+        }
+        uint32 lastFinalized = _lastFinalizedRoundId;
+        if (lastFinalized == 0 && _genesisModelHash == bytes32(0)) revert GenesisNotSet();
+        bytes32 latest = _modelOf(lastFinalized);
+        if (baseModelHash != latest) revert BaseModelMismatch(latest, baseModelHash);
+        id = current + 1;
+        _currentRoundId = id;
+    }
+
+    /// @dev Writes the new round `id`; returns its seed (zero unless sampled).
+    function _initRound(
+        RoundRecord storage round,
+        uint32 id,
+        bytes32 configHash,
+        RoundParams calldata params,
+        uint32 eligible
+    ) private returns (bytes32 seed) {
+        bool sampled = params.selectionRate != 0;
+        round.deadline = uint40(params.deadline);
+        round.status = RoundStatus.Open;
+        round.sampled = sampled;
+        round.eligibleCount = eligible;
+        round.minUpdates = params.minUpdates;
+        round.maxSamples = params.maxSamples;
+        round.relayCutoff = params.relayCutoff;
+        round.openedAt = SafeCast.toUint40(block.number);
+        round.baseRoundId = _lastFinalizedRoundId;
+        round.selectionRate = params.selectionRate;
+        round.configHash = configHash;
+        // Non-zero from the start, so that the first commitment does not pay for a new slot.
+        round.accumulator = _initialAccumulator(id);
+        if (sampled) {
+            seed = keccak256(abi.encode(block.prevrandao, id));
+            round.seed = seed;
+        }
+    }
+
+    /// @dev Why `node` cannot commit (`updateHash`, `numSamples`) to the open round `roundId` now,
+    /// or `None`. Reads the node's one slot, and the seed only for a sampled round.
+    function _check(
+        uint256 roundId,
+        address node,
+        bytes32 updateHash,
+        uint64 numSamples,
+        uint64 maxSamples,
+        bool sampled
+    ) private view returns (SkipReason) {
+        if (updateHash == bytes32(0)) return SkipReason.ZeroHash;
+        if (numSamples == 0) return SkipReason.ZeroSamples;
+        if (numSamples > maxSamples) return SkipReason.TooManySamples;
+        NodeRecord storage record = _nodes[node];
+        // `lastCommittedRound` only grows, and round ids fit 32 bits.
+        if (record.lastCommittedRound == roundId) return SkipReason.AlreadySubmitted;
+        if (!record.active || record.joinedRound >= roundId) return SkipReason.NotEligible;
+        if (sampled) {
+            RoundRecord storage round = _rounds[roundId];
+            if (!_selected(round.seed, round.selectionRate, node)) return SkipReason.NotEligible;
+        }
+        return SkipReason.None;
+    }
+
+    /// @dev Commits one signed commitment of a batch, or emits why it is skipped. Returns the new
+    /// accumulator and whether it was committed. Each calldata field is read once.
+    function _relay(uint256 roundId, SignedCommitment calldata c, bytes32 acc, Limits memory limits)
+        private
+        returns (bytes32, bool)
+    {
+        bytes32 updateHash = c.updateHash;
+        uint64 numSamples = c.numSamples;
+        address node = _recover(_commitmentDigest(roundId, updateHash, numSamples), c.r, c.vs);
+        SkipReason reason = node == address(0)
+            ? SkipReason.InvalidSignature
+            : _check(roundId, node, updateHash, numSamples, limits.maxSamples, limits.sampled);
+        if (reason != SkipReason.None) {
+            emit CommitmentSkipped(roundId, node, reason);
+            return (acc, false);
+        }
+        _nodes[node].lastCommittedRound = uint32(roundId);
+        emit UpdateSubmitted(roundId, node, updateHash, numSamples);
+        return (_fold(acc, node, updateHash, numSamples), true);
+    }
+
+    /// @dev The named error for a {SkipReason} of the direct path.
+    function _revertFor(SkipReason reason, uint256 roundId, address node, uint64 numSamples, uint64 maxSamples)
+        private
+        pure
+    {
+        if (reason == SkipReason.ZeroHash) revert ZeroHash();
+        if (reason == SkipReason.ZeroSamples) revert ZeroSamples();
+        if (reason == SkipReason.TooManySamples) revert TooManySamples(roundId, numSamples, maxSamples);
+        if (reason == SkipReason.AlreadySubmitted) revert AlreadySubmitted(roundId, node);
+        revert NotEligible(roundId, node);
+    }
+
+    function _selected(bytes32 seed, uint64 rate, address node) private pure returns (bool) {
+        return uint256(keccak256(abi.encode(seed, node))) >> 192 < rate;
+    }
+
+    function _initialAccumulator(uint256 roundId) private view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), roundId));
+    }
+
+    /// @dev The signer of `digest` from an EIP-2098 compact signature, or the zero address if it
+    /// is invalid. Same checks as OpenZeppelin's `ECDSA.tryRecover` (s in the lower half order,
+    /// so signatures are not malleable), without its error plumbing.
+    function _recover(bytes32 digest, bytes32 r, bytes32 vs) private pure returns (address) {
+        unchecked {
+            bytes32 s = vs & bytes32(0x7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff);
+            if (uint256(s) > _HALF_ORDER) return address(0);
+            uint8 v = uint8((uint256(vs) >> 255) + 27);
+            return ecrecover(digest, v, r, s);
+        }
+    }
+
+    function _fold(bytes32 acc, address node, bytes32 updateHash, uint64 numSamples) private pure returns (bytes32 out) {
+        // keccak256(abi.encode(acc, node, updateHash, numSamples)), hashed in place above the free
+        // memory pointer so that a batch does not grow memory per entry.
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, acc)
+            mstore(add(p, 0x20), node)
+            mstore(add(p, 0x40), updateHash)
+            mstore(add(p, 0x60), numSamples)
+            out := keccak256(p, 0x80)
+        }
+    }
+
+    function _commitmentDigest(uint256 roundId, bytes32 updateHash, uint64 numSamples) private view returns (bytes32) {
+        bytes32 typehash = COMMITMENT_TYPEHASH;
+        bytes32 structHash;
+        // keccak256(abi.encode(COMMITMENT_TYPEHASH, roundId, updateHash, numSamples)), in place.
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, typehash)
+            mstore(add(p, 0x20), roundId)
+            mstore(add(p, 0x40), updateHash)
+            mstore(add(p, 0x60), numSamples)
+            structHash := keccak256(p, 0x80)
+        }
+        return _hashTypedDataV4(structHash);
+    }
 
     /// @dev Round `roundId`, which must be open (reverts {UnknownRound} or {RoundNotOpen}).
     function _openRound(uint256 roundId) private view returns (RoundRecord storage round) {
@@ -275,13 +508,5 @@ contract TrainingRounds is ITrainingRounds, AccessControl {
     /// `deadline < 2^40` and `_gracePeriod <= MAX_GRACE_PERIOD`.
     function _expiresAt(uint40 deadline) private view returns (uint64) {
         return deadline + _gracePeriod;
-    }
-
-    /// @dev Where round `roundId` (>= 1) keeps a node's sample count: slot `group`, bits [shift, shift + 64).
-    function _lane(uint256 roundId) private pure returns (uint256 group, uint256 shift) {
-        unchecked {
-            uint256 index = roundId - 1;
-            return (index >> 2, (index & 3) << 6);
-        }
     }
 }
