@@ -5,7 +5,10 @@ a round's model hash. docs/protocol.md ("Canonical codec") is the normative desc
 
 Tensor files are safetensors files written by this module (not by the safetensors library, whose
 exact output we do not control): float32 little-endian only, tensors laid out in name order, a
-sorted compact JSON header without ``__metadata__``, padded with spaces to a multiple of 8 bytes.
+sorted compact JSON header, padded with spaces to a multiple of 8 bytes. Models have no
+``__metadata__``. Update blobs (protocol v2) have exactly the metadata of :class:`UpdateIdentity`
+(chain id, contract, round, node), so a blob names its sender and a copied commitment is detectably
+someone else's (:func:`decode_update`).
 :func:`decode_tensors` accepts exactly that form and nothing else: it never unpickles, parses the
 header itself under a size limit and checks every offset before touching the data.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
@@ -28,6 +32,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "ALIGN",
+    "UpdateIdentity",
+    "decode_update",
+    "encode_update",
     "DTYPE",
     "DTYPE_NAME",
     "MAX_HEADER_BYTES",
@@ -79,9 +86,35 @@ def _shape_str(shape: tuple[int, ...]) -> str:
 
 
 # --- header ------------------------------------------------------------------------------------
-def _header(spec: list[tuple[str, tuple[int, ...]]]) -> tuple[bytes, int]:
+@dataclass(frozen=True)
+class UpdateIdentity:
+    """Who an update blob is from and for: written into its ``__metadata__`` by the node, checked
+    by the aggregator and by ``verify`` against the on-chain commitment's sender."""
+
+    chain_id: int
+    contract: str
+    round: int
+    node: str
+
+    def metadata(self) -> dict[str, str]:
+        from eth_utils import to_checksum_address
+
+        return {
+            "chain_id": str(int(self.chain_id)),
+            "contract": to_checksum_address(self.contract),
+            "node": to_checksum_address(self.node),
+            "round": str(int(self.round)),
+        }
+
+
+_IDENTITY_KEYS = frozenset({"chain_id", "contract", "node", "round"})
+
+
+def _header(spec: list[tuple[str, tuple[int, ...]]], metadata: Mapping[str, str] | None = None) -> tuple[bytes, int]:
     """Canonical header bytes (padded) and data length for ``spec`` sorted by name."""
     entries: dict[str, Any] = {}
+    if metadata:
+        entries["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
     for name, shape in spec:
         end = offset + math.prod(shape) * 4
@@ -97,7 +130,12 @@ def tensor_spec(tensors: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 
 # --- tensors -----------------------------------------------------------------------------------
-def encode_tensors(tensors: Mapping[str, Any]) -> bytes:
+def encode_update(tensors: Mapping[str, Any], identity: UpdateIdentity) -> bytes:
+    """Canonical bytes of an update blob: :func:`encode_tensors` plus the sender's identity."""
+    return encode_tensors(tensors, metadata=identity.metadata())
+
+
+def encode_tensors(tensors: Mapping[str, Any], *, metadata: Mapping[str, str] | None = None) -> bytes:
     """Canonical safetensors bytes of ``tensors`` (values cast to float32, C order).
 
     Raises InvalidBlob: ``non_finite`` for NaN/inf (after the cast: float64 values beyond the
@@ -122,7 +160,10 @@ def encode_tensors(tensors: Mapping[str, Any]) -> bytes:
                 reason="non_finite",
             )
         arrays.append((name, arr))
-    header, _ = _header([(name, arr.shape) for name, arr in arrays])
+    for key, value in (metadata or {}).items():
+        _check_name(key)
+        _check_name(value)
+    header, _ = _header([(name, arr.shape) for name, arr in arrays], metadata)
     if len(header) > MAX_HEADER_BYTES:
         raise InvalidBlob(
             f"header would be {len(header)} bytes, more than the {MAX_HEADER_BYTES}-byte limit "
@@ -155,18 +196,57 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def decode_update(
+    data: bytes | bytearray | memoryview,
+    *,
+    identity: UpdateIdentity,
+    max_bytes: int | None = None,
+    expected: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Like :func:`decode_tensors` for an update blob, which must name ``identity`` as its sender.
+
+    Raises InvalidBlob ``malformed`` when the blob names no sender (or has other metadata), and
+    ``not_own_update`` when it names another sender, chain, contract or round: a commitment to a
+    blob that another node made.
+    """
+    arrays, meta = _decode(data, max_bytes=max_bytes, expected=expected)
+    if meta is None or set(meta) != _IDENTITY_KEYS:
+        raise _malformed(
+            "update blob does not name its sender: __metadata__ must hold exactly chain_id, contract, node, round"
+        )
+    want = identity.metadata()
+    if meta != want:
+        diff = ", ".join(f"{k} {meta[k]!r} (expected {want[k]!r})" for k in sorted(want) if meta[k] != want[k])
+        raise InvalidBlob(f"update blob was made for another sender or round: {diff}", reason="not_own_update")
+    return arrays
+
+
 def decode_tensors(
     data: bytes | bytearray | memoryview,
     *,
     max_bytes: int | None = None,
     expected: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Parse and validate a canonical tensor file; returns writable float32 copies by name.
+    """Parse and validate a canonical tensor file without metadata (a model); returns writable
+    float32 copies by name.
 
     Raises InvalidBlob with ``reason``: ``too_large`` (over ``max_bytes``), ``malformed``
-    (truncated, garbage, bad header or offsets, not canonical), ``wrong_dtype`` (not F32),
-    ``wrong_names`` / ``wrong_shape`` (differs from ``expected``), ``non_finite`` (NaN/inf).
+    (truncated, garbage, bad header or offsets, not canonical, has ``__metadata__``), ``wrong_dtype``
+    (not F32), ``wrong_names`` / ``wrong_shape`` (differs from ``expected``), ``non_finite`` (NaN/inf).
     """
+    arrays, meta = _decode(data, max_bytes=max_bytes, expected=expected)
+    if meta is not None:
+        raise _malformed("tensor file header has __metadata__; canonical model files have none")
+    return arrays
+
+
+def _decode(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int | None,
+    expected: Mapping[str, tuple[int, ...]] | None,
+) -> tuple[dict[str, np.ndarray], dict[str, str] | None]:
+    """The arrays and the ``__metadata__`` (None if absent) of a canonical tensor file."""
     view = memoryview(data).cast("B")
     total = view.nbytes
     if max_bytes is not None and total > max_bytes:
@@ -186,8 +266,18 @@ def decode_tensors(
         raise _malformed(f"tensor file header is not valid JSON ({_short(exc)})") from None
     if not isinstance(obj, dict):
         raise _malformed(f"tensor file header is a JSON {type(obj).__name__}, not an object")
-    if "__metadata__" in obj:
-        raise _malformed("tensor file header has __metadata__; canonical files have none")
+    meta = obj.pop("__metadata__", None)
+    if meta is not None:
+        if not isinstance(meta, dict) or not meta or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in meta.items()
+        ):
+            raise _malformed("tensor file __metadata__ must be a non-empty object of strings")
+        for key, value in meta.items():
+            try:
+                _check_name(key)
+                _check_name(value)
+            except InvalidBlob as exc:
+                raise _malformed(f"bad __metadata__ entry: {exc.message}") from None
 
     data_len = total - 8 - n
     entries: list[tuple[str, tuple[int, ...], int, int]] = []
@@ -234,7 +324,7 @@ def decode_tensors(
         raise _malformed(f"{data_len - position} trailing bytes after the last tensor")
 
     entries.sort(key=lambda e: e[0])
-    canonical, _ = _header([(name, shape) for name, shape, _, _ in entries])
+    canonical, _ = _header([(name, shape) for name, shape, _, _ in entries], meta)
     if canonical != header:
         raise _malformed(
             "tensor file header is not canonical (tensors laid out in name order, sorted keys, "
@@ -269,7 +359,7 @@ def decode_tensors(
             bad = int(arr.size - np.count_nonzero(finite))
             raise InvalidBlob(f"tensor {name!r} has {bad} non-finite value(s) (NaN or inf)", reason="non_finite")
         out[name] = arr
-    return out
+    return out, meta
 
 
 def _short(exc: BaseException, limit: int = 120) -> str:

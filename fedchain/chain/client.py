@@ -22,7 +22,8 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.revert import RevertDecoder
-from fedchain.chain.types import Commitment, EventRecord, RoundInfo, RoundStatus, TxResult
+from fedchain.chain import accumulator
+from fedchain.chain.types import Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, TxResult
 from fedchain.errors import ChainError, ConfigError, ContractRevert, NotFound, RpcUnavailable
 from fedchain.hashing import bytes32_to_hash, hash_to_bytes32
 
@@ -82,8 +83,13 @@ class ChainClient:
         abis = {
             name: load_abi(repo_root / rel) for name, rel in deployment.abi_paths.items()
         }
-        self.registry = w3.eth.contract(address=self.registry_address, abi=abis["NodeRegistry"])
         self.rounds = w3.eth.contract(address=self.rounds_address, abi=abis["TrainingRounds"])
+        # Protocol v2: the registry is part of TrainingRounds (one address, one ABI).
+        self.registry = (
+            self.rounds if self.registry_address == self.rounds_address
+            else w3.eth.contract(address=self.registry_address, abi=abis["NodeRegistry"])
+        )
+        self._addresses = sorted({self.registry_address, self.rounds_address})
         self.decoder = RevertDecoder(abis.values())
         self._nonce_lock = threading.Lock()
         self._nonce: int | None = None
@@ -126,9 +132,9 @@ class ChainClient:
         return cls(w3, deployment, rpc_url=rpc_url, repo_root=repo_root, account=account)
 
     # -- calls ---------------------------------------------------------------------------------
-    def _call(self, fn: Any, name: str) -> Any:
+    def _call(self, fn: Any, name: str, block: int | None = None) -> Any:
         try:
-            return fn.call()
+            return fn.call() if block is None else fn.call(block_identifier=int(block))
         except ContractLogicError as exc:
             raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
         except (requests.exceptions.RequestException, OSError) as exc:
@@ -140,14 +146,27 @@ class ChainClient:
         except (requests.exceptions.RequestException, OSError) as exc:
             raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
 
-    def block_timestamp(self) -> int:
+    def _block(self, block: int | str) -> Any:
         try:
-            return int(self.w3.eth.get_block("latest")["timestamp"])
+            return self.w3.eth.get_block(block)
         except (requests.exceptions.RequestException, OSError) as exc:
             raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
 
-    def current_round_id(self) -> int:
-        return int(self._call(self.rounds.functions.currentRoundId(), "currentRoundId"))
+    def block_timestamp(self, block: int | None = None) -> int:
+        """Chain time: the timestamp of ``block`` (default: the latest block)."""
+        return int(self._block("latest" if block is None else int(block))["timestamp"])
+
+    def block_hash(self, block: int) -> str | None:
+        """The hash of block ``block``; None if the chain has no such block (yet)."""
+        try:
+            return _hex(self.w3.eth.get_block(int(block))["hash"])
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+        except Exception:  # web3's BlockNotFound
+            return None
+
+    def current_round_id(self, block: int | None = None) -> int:
+        return int(self._call(self.rounds.functions.currentRoundId(), "currentRoundId", block))
 
     def last_finalized_round_id(self) -> int:
         return int(self._call(self.rounds.functions.lastFinalizedRoundId(), "lastFinalizedRoundId"))
@@ -155,15 +174,19 @@ class ChainClient:
     def grace_period(self) -> int:
         return int(self._call(self.rounds.functions.gracePeriod(), "gracePeriod"))
 
-    def get_round(self, round_id: int) -> RoundInfo:
-        if round_id <= 0 or round_id > self.current_round_id():
+    def get_round(self, round_id: int, block: int | None = None) -> RoundInfo:
+        """Round ``round_id`` as of ``block`` (default: latest). ``NotFound`` if it does not exist there."""
+        if round_id <= 0:
             raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
-        r = self._call(self.rounds.functions.getRound(round_id), "getRound")
-        (base, config, model, report, deadline, opened, closed, min_updates, commits, accepted, status) = r
+        r = self._call(self.rounds.functions.getRound(int(round_id)), "getRound", block)
+        (base, config, model, report, acc, seed, deadline, opened, closed, min_updates, eligible, commits,
+         accepted, max_samples, rate, cutoff, status) = r
+        if int(status) == RoundStatus.NONE:
+            raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
         model_h = bytes32_to_hash(model)
         report_h = bytes32_to_hash(report)
         return RoundInfo(
-            round_id=round_id,
+            round_id=int(round_id),
             base_model_hash=bytes32_to_hash(base),
             config_hash=bytes32_to_hash(config),
             global_model_hash=None if model_h == ZERO_HASH else model_h,
@@ -175,39 +198,68 @@ class ChainClient:
             commit_count=int(commits),
             accepted_count=int(accepted),
             status=RoundStatus(int(status)),
+            eligible_count=int(eligible),
+            max_samples=int(max_samples),
+            selection_rate=int(rate),
+            relay_cutoff=int(cutoff),
+            accumulator=bytes32_to_hash(acc),
+            seed=bytes32_to_hash(seed),
+            block=None if block is None else int(block),
         )
+
+    def round_view(self, round_id: int) -> tuple[RoundInfo, list[Commitment]]:
+        """A round and its commitment list read at one block height (the head when called), so
+        the two cannot disagree because a block landed between the reads."""
+        block = self.block_number()
+        info = self.get_round(round_id, block)
+        return info, self.commitments(round_id, block, info=info)
+
+    def commitments(self, round_id: int, block: int | None = None, *, info: RoundInfo | None = None) -> list[Commitment]:
+        """Every commitment of a round as of ``block`` (default: the head now), in commit order,
+        from ``UpdateSubmitted`` events, checked against the round's accumulator and count at that
+        same block: an RPC that drops, adds or alters an event is caught."""
+        if info is None:
+            info = self.get_round(round_id, self.block_number() if block is None else block)
+        last = info.block if info.block is not None else (info.closed_at or None)
+        if last is None:
+            raise ValueError("commitments() needs a RoundInfo read at a fixed block")
+        logs = self._logs(max(info.opened_at, self.deploy_block), last, "UpdateSubmitted", round_id)
+        out = [
+            Commitment(round_id=round_id, node=ev.args["node"], update_hash=ev.args["updateHash"],
+                       num_samples=int(ev.args["numSamples"]))
+            for ev in logs if int(ev.args["roundId"]) == round_id
+        ]
+        if len(out) != info.commit_count or (
+            accumulator.fold(self.chain_id, self.rounds_address, round_id, out) != info.accumulator
+        ):
+            raise ChainError(
+                f"round {round_id}: the {len(out)} UpdateSubmitted events do not match the on-chain "
+                f"accumulator (commitCount={info.commit_count})",
+                hint="the RPC endpoint may be pruning or withholding logs; use an archive/full node",
+            )
+        return out
+
+    def has_committed(self, round_id: int, node: str) -> bool:
+        return bool(self._call(self.rounds.functions.hasCommitted(int(round_id), to_checksum_address(node)),
+                               "hasCommitted"))
+
+    def is_eligible(self, round_id: int, node: str) -> bool:
+        return bool(self._call(self.rounds.functions.isEligible(int(round_id), to_checksum_address(node)),
+                               "isEligible"))
 
     def get_commitment(self, round_id: int, node: str) -> Commitment | None:
-        h, samples = self._call(
-            self.rounds.functions.getCommitment(round_id, to_checksum_address(node)), "getCommitment"
-        )
-        h = bytes32_to_hash(h)
-        if h == ZERO_HASH:
+        """``node``'s commitment in ``round_id``, or None (from its event; storage has only a flag)."""
+        if not self.has_committed(round_id, node):
             return None
-        return Commitment(round_id=round_id, node=to_checksum_address(node), update_hash=h, num_samples=int(samples))
-
-    def commitments(self, round_id: int) -> list[Commitment]:
-        """Every commitment of a round, from UpdateSubmitted events, cross-checked with storage."""
-        out = []
         rnd = self.get_round(round_id)
-        last = rnd.closed_at or None
-        for ev in self.events(max(rnd.opened_at, self.deploy_block), last, names={"UpdateSubmitted"}):
-            if ev.args["roundId"] != round_id:
-                continue
-            out.append(
-                Commitment(
-                    round_id=round_id,
-                    node=ev.args["node"],
-                    update_hash=ev.args["updateHash"],
-                    num_samples=int(ev.args["numSamples"]),
-                )
-            )
-        if len(out) != rnd.commit_count:
-            raise ChainError(
-                f"round {round_id}: {len(out)} UpdateSubmitted events but commitCount={rnd.commit_count}",
-                hint="the RPC endpoint may be pruning logs; use an archive/full node",
-            )
-        return sorted(out, key=lambda c: c.node.lower())
+        node = to_checksum_address(node)
+        for ev in self._logs(max(rnd.opened_at, self.deploy_block), rnd.closed_at or None, "UpdateSubmitted",
+                             round_id, node):
+            if int(ev.args["roundId"]) == round_id and ev.args["node"] == node:
+                return Commitment(round_id=round_id, node=node, update_hash=ev.args["updateHash"],
+                                  num_samples=int(ev.args["numSamples"]))
+        raise ChainError(f"{node} committed in round {round_id} but no UpdateSubmitted event was found",
+                         hint="the RPC endpoint may be pruning logs; use an archive/full node")
 
     def is_active_node(self, address: str) -> bool:
         return bool(self._call(self.registry.functions.isActiveNode(to_checksum_address(address)), "isActiveNode"))
@@ -252,8 +304,18 @@ class ChainClient:
             log_index=int(log["logIndex"]),
         )
 
+    def _logs(self, from_block: int, to_block: int | None, event: str, *indexed: Any) -> list[EventRecord]:
+        """Events named ``event`` whose leading indexed arguments equal ``indexed`` (node-side filter)."""
+        topic0 = next(t for t, (_, ev) in self._topics.items() if ev.event_name == event)
+        topics: list[Any] = ["0x" + bytes(topic0).hex()]
+        for value in indexed:
+            raw = bytes.fromhex(value[2:]) if isinstance(value, str) else int(value).to_bytes(32, "big")
+            topics.append("0x" + raw.rjust(32, b"\0").hex())
+        return self.events(from_block, to_block, names={event}, topics=topics)
+
     def events(
-        self, from_block: int, to_block: int | None = None, *, names: set[str] | None = None
+        self, from_block: int, to_block: int | None = None, *, names: set[str] | None = None,
+        topics: list[Any] | None = None,
     ) -> list[EventRecord]:
         """All fedchain events in [from_block, to_block], ordered by (block, log index)."""
         try:
@@ -262,9 +324,10 @@ class ChainClient:
             start = max(0, from_block)
             while start <= last:
                 end = min(last, start + _LOG_CHUNK - 1)
-                logs = self.w3.eth.get_logs(
-                    {"address": [self.registry_address, self.rounds_address], "fromBlock": start, "toBlock": end}
-                )
+                query: dict[str, Any] = {"address": self._addresses, "fromBlock": start, "toBlock": end}
+                if topics:
+                    query["topics"] = topics
+                logs = self.w3.eth.get_logs(query)
                 for log in logs:
                     rec = self._decode_log(log)
                     if rec is not None and (names is None or rec.name in names):
@@ -366,10 +429,10 @@ class ChainClient:
     def set_genesis_model(self, model_hash: str) -> TxResult:
         return self.transact(self.rounds.functions.setGenesisModel(hash_to_bytes32(model_hash)), "setGenesisModel")
 
-    def open_round(self, base_model_hash: str, config_hash: str, deadline: int, min_updates: int) -> tuple[int, TxResult]:
+    def open_round(self, base_model_hash: str, config_hash: str, params: RoundParams) -> tuple[int, TxResult]:
         res = self.transact(
             self.rounds.functions.openRound(
-                hash_to_bytes32(base_model_hash), hash_to_bytes32(config_hash), int(deadline), int(min_updates)
+                hash_to_bytes32(base_model_hash), hash_to_bytes32(config_hash), params.as_tuple()
             ),
             "openRound",
         )
@@ -383,6 +446,15 @@ class ChainClient:
             self.rounds.functions.submitUpdate(int(round_id), hash_to_bytes32(update_hash), int(num_samples)),
             "submitUpdate",
         )
+
+    def submit_batch(self, round_id: int, signed: list[tuple[str, int, str]]) -> TxResult:
+        """Relay signed commitments ``[(update_hash, num_samples, compact_signature)]``; entries the
+        contract cannot take are skipped (``CommitmentSkipped`` events), not reverted."""
+        entries = []
+        for update_hash, num_samples, sig in signed:
+            raw = bytes.fromhex(sig[2:] if sig.startswith("0x") else sig)
+            entries.append((hash_to_bytes32(update_hash), int(num_samples), raw[:32], raw[32:64]))
+        return self.transact(self.rounds.functions.submitBatch(int(round_id), entries), "submitBatch")
 
     def finalize_round(self, round_id: int, model_hash: str, report_hash: str, accepted: int) -> TxResult:
         return self.transact(

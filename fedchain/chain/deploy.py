@@ -1,4 +1,4 @@
-"""Deploy NodeRegistry and TrainingRounds with web3 to any EVM JSON-RPC endpoint.
+"""Deploy TrainingRounds (which includes the node registry) with web3 to any EVM JSON-RPC endpoint.
 
 ``scripts/deploy.py`` does the same through brownie for the contract workflow; this is what
 ``fedchain deploy`` and ``fedchain demo`` use, so that a user needs no brownie network config to
@@ -19,7 +19,9 @@ from fedchain.chain.client import ChainClient, connect_web3
 from fedchain.chain.deployment import Deployment, write_deployment
 from fedchain.errors import ChainError, ConfigError
 
-ARTIFACTS = {"NodeRegistry": "build/contracts/NodeRegistry.json", "TrainingRounds": "build/contracts/TrainingRounds.json"}
+#: Protocol v2 deploys one contract: TrainingRounds inherits the NodeRegistry module, so both
+#: names of the deployment file point at the same address and artifact.
+ARTIFACTS = {"NodeRegistry": "build/contracts/TrainingRounds.json", "TrainingRounds": "build/contracts/TrainingRounds.json"}
 
 
 def _artifact(repo_root: Path, name: str) -> dict[str, Any]:
@@ -58,18 +60,15 @@ def deploy(
     admit: Sequence[str] = (),
     log: Callable[[str], None] = print,
 ) -> Deployment:
-    """Deploy both contracts, grant AGGREGATOR_ROLE, optionally set genesis and admit nodes."""
+    """Deploy TrainingRounds, grant AGGREGATOR_ROLE, optionally set genesis and admit nodes."""
     w3 = connect_web3(rpc_url)
     aggregator = to_checksum_address(aggregator or account.address)
-    reg_art, rounds_art = _artifact(repo_root, "NodeRegistry"), _artifact(repo_root, "TrainingRounds")
-    # NodeRegistry(address admin); TrainingRounds(address nodeRegistry, address admin, uint64 grace)
-    registry, block = _deploy_one(w3, account, reg_art, [account.address])
-    log(f"NodeRegistry   {registry}")
-    rounds, _ = _deploy_one(w3, account, rounds_art, [registry, account.address, int(grace_period)])
-    log(f"TrainingRounds {rounds}")
+    # TrainingRounds(address admin, uint64 grace): the admin also holds REGISTRAR_ROLE.
+    rounds, block = _deploy_one(w3, account, _artifact(repo_root, "TrainingRounds"), [account.address, int(grace_period)])
+    log(f"TrainingRounds {rounds} (node registry included)")
     dep = Deployment(
         chain_id=int(w3.eth.chain_id), rpc_url=rpc_url, deployer=account.address, block=block,
-        registry_address=registry, rounds_address=rounds, aggregator=aggregator, grace_period=int(grace_period),
+        registry_address=rounds, rounds_address=rounds, aggregator=aggregator, grace_period=int(grace_period),
         abi_paths=dict(ARTIFACTS),
     )
     client = ChainClient(w3, dep, rpc_url=rpc_url, repo_root=repo_root, account=account)

@@ -11,10 +11,12 @@ the aggregator's API (``GET /deployment``), nodes and auditors. Layout::
       "aggregator": "0x...",
       "grace_period": 60,
       "contracts": {
-        "NodeRegistry":   {"address": "0x...", "abi": "build/contracts/NodeRegistry.json"},
+        "NodeRegistry":   {"address": "0x...", "abi": "build/contracts/TrainingRounds.json"},
         "TrainingRounds": {"address": "0x...", "abi": "build/contracts/TrainingRounds.json"}
       }
     }
+
+Since protocol v2 the registry is part of ``TrainingRounds``: both entries name the same address.
 
 ``block`` is the block of the first deployment transaction (where event scans start); ``abi``
 paths are relative to the repository root. This module imports only the standard library and
@@ -34,7 +36,8 @@ from typing import Any, Mapping
 from fedchain.errors import ConfigError
 
 CONTRACTS = ("NodeRegistry", "TrainingRounds")
-DEFAULT_ABI_PATHS = {name: f"build/contracts/{name}.json" for name in CONTRACTS}
+#: Protocol v2: the registry is part of TrainingRounds, so both entries name its artifact.
+DEFAULT_ABI_PATHS = {name: "build/contracts/TrainingRounds.json" for name in CONTRACTS}
 DEPLOY_HINT = "run `fedchain deploy` or `brownie run scripts/deploy.py`"
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -76,7 +79,7 @@ class Deployment:
 
         Required: ``chain_id``, ``block`` and both contracts' ``address``. Unknown keys are
         ignored; ``rpc_url``, ``deployer`` and ``aggregator`` default to ``""``, ``grace_period``
-        to 0 and each ``abi`` to ``build/contracts/<Name>.json``.
+        to 0 and each ``abi`` to ``build/contracts/TrainingRounds.json``.
         """
         if isinstance(data, str):
             try:

@@ -19,6 +19,33 @@ class RoundStatus(enum.IntEnum):
         return self.name.lower()
 
 
+class SkipReason(enum.IntEnum):
+    """Why ``submitBatch`` skipped a relayed commitment (``CommitmentSkipped`` events)."""
+
+    NONE = 0
+    INVALID_SIGNATURE = 1
+    NOT_ELIGIBLE = 2
+    ALREADY_SUBMITTED = 3
+    ZERO_HASH = 4
+    ZERO_SAMPLES = 5
+    TOO_MANY_SAMPLES = 6
+
+
+@dataclass(frozen=True)
+class RoundParams:
+    """What ``openRound`` takes besides the two hashes (``ITrainingRounds.RoundParams``)."""
+
+    deadline: int  # unix seconds (chain time)
+    min_updates: int
+    max_samples: int
+    selection_rate: int = 0  # 0: every eligible node; else selected iff H(seed, node) >> 192 < rate
+    relay_cutoff: int = 0  # seconds before the deadline after which relayed batches are refused
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (int(self.deadline), int(self.min_updates), int(self.max_samples), int(self.selection_rate),
+                int(self.relay_cutoff))
+
+
 @dataclass(frozen=True)
 class RoundInfo:
     round_id: int
@@ -33,6 +60,27 @@ class RoundInfo:
     commit_count: int
     accepted_count: int
     status: RoundStatus
+    eligible_count: int = 0
+    max_samples: int = 2**64 - 1
+    selection_rate: int = 0
+    relay_cutoff: int = 0
+    accumulator: str = "0x" + "00" * 32
+    seed: str = "0x" + "00" * 32
+    #: The block the values were read at (None: latest at the time of the read).
+    block: int | None = None
+
+    @property
+    def sampled(self) -> bool:
+        return self.selection_rate != 0
+
+    @property
+    def relay_closes_at(self) -> int:
+        """Chain time after which relayed batches are refused (the direct path stays open)."""
+        return max(0, self.deadline - self.relay_cutoff)
+
+    def may_close_early(self) -> bool:
+        """What the contract allows before the deadline: everyone eligible has committed."""
+        return not self.sampled and self.commit_count >= self.eligible_count
 
 
 @dataclass(frozen=True)
@@ -71,9 +119,12 @@ class ChainReader(Protocol):
     deploy_block: int
 
     def block_number(self) -> int: ...
+    def block_timestamp(self, block: int | None = None) -> int: ...  # chain time, seconds
     def current_round_id(self) -> int: ...
-    def get_round(self, round_id: int) -> RoundInfo: ...  # raises NotFound for an unknown id
+    def get_round(self, round_id: int, block: int | None = None) -> RoundInfo: ...  # NotFound if unknown
+    def commitments(self, round_id: int, block: int | None = None) -> list[Commitment]: ...
     def get_commitment(self, round_id: int, node: str) -> Commitment | None: ...
+    def has_committed(self, round_id: int, node: str) -> bool: ...
     def is_active_node(self, address: str) -> bool: ...
     def node_count(self) -> int: ...
     def latest_model_hash(self) -> str: ...

@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from fedchain.chain.types import ChainReader, EventRecord
+from fedchain.chain.types import ChainReader, EventRecord, RoundParams
 from fedchain.codec import decode_json
 from fedchain.errors import BlobNotFound, FedchainError, NotFound
 from fedchain.index.models import (
@@ -89,6 +89,17 @@ def _hexbytes(value: Any) -> str:
 
 def _addr(value: Any) -> str:
     return to_checksum_address(value)
+
+
+def round_params(value: Any) -> RoundParams:
+    """``RoundOpened.params`` as web3 decodes it (a tuple, or a mapping of component names)."""
+    if isinstance(value, dict):
+        return RoundParams(deadline=int(value["deadline"]), min_updates=int(value["minUpdates"]),
+                           max_samples=int(value["maxSamples"]), selection_rate=int(value["selectionRate"]),
+                           relay_cutoff=int(value["relayCutoff"]))
+    deadline, min_updates, max_samples, rate, cutoff = (int(v) for v in value)
+    return RoundParams(deadline=deadline, min_updates=min_updates, max_samples=max_samples, selection_rate=rate,
+                       relay_cutoff=cutoff)
 
 
 class ReportError(ValueError):
@@ -230,8 +241,9 @@ class Indexer:
                 s.add(r)
             r.base_model_hash = _hash(a["baseModelHash"])
             r.config_hash = _hash(a["configHash"])
-            r.deadline = int(a["deadline"])
-            r.min_updates = int(a["minUpdates"])
+            params = round_params(a["params"])
+            r.deadline = params.deadline
+            r.min_updates = params.min_updates
             r.opened_block = ev.block_number
             r.opened_tx = _hash(ev.tx_hash)
             r.open_gas_used = self._gas(ev.tx_hash, gas)

@@ -1,8 +1,11 @@
 """An in-memory chain that implements :class:`fedchain.chain.types.ChainReader`.
 
-``FakeChain`` mimics ``NodeRegistry`` + ``TrainingRounds``: every write mines one block, emits the
-same events (same names, same argument names and encodings) as the contracts, keeps a receipt with
-a gas figure, and reverts with :class:`ContractRevert` named like the Solidity custom errors.
+``FakeChain`` mimics ``TrainingRounds`` v2 (which includes the node registry): every write mines
+one block, emits the same events (same names, same argument names and encodings) as the contract,
+keeps a receipt with a gas figure, and reverts with :class:`ContractRevert` named like the Solidity
+custom errors. Eligibility (joined before the round opened), the sample cap, the accumulator and
+the early-close rule follow the contract; ``tests/unit/test_fakes_parity.py`` runs the same
+scenario on both and compares.
 Set ``chain.down = True`` to make every read raise :class:`RpcUnavailable`, as a dead RPC does.
 
 Usable by any unit test:
@@ -10,7 +13,7 @@ Usable by any unit test:
     chain = FakeChain()
     chain.admit_node(node.address)
     chain.set_genesis_model(model_hash)
-    rid = chain.open_round(model_hash, config_hash, deadline=2_000_000_000, min_updates=1)
+    rid = chain.open_round(model_hash, config_hash, deadline=2_000_000_000, min_updates=1)  # max_samples=...
     chain.submit_update(rid, node.address, update_hash, 100)
     chain.finalize_round(rid, new_hash, report_hash, accepted=1)
 """
@@ -24,7 +27,8 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from fedchain.chain.types import Commitment, EventRecord, RoundInfo, RoundStatus, TxResult
+from fedchain.chain import accumulator
+from fedchain.chain.types import Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, SkipReason, TxResult
 from fedchain.errors import ContractRevert, NotFound, RpcUnavailable
 
 ZERO_HASH = "0x" + "00" * 32
@@ -50,6 +54,8 @@ class _Node:
     joined_at: int
     metadata_hash: str
     public_key: bytes
+    joined_round: int = 0
+    last_committed_round: int = 0
 
 
 @dataclass
@@ -66,13 +72,14 @@ class FakeChain:
         *,
         chain_id: int = 31337,
         rounds_address: str = "0x" + "52" * 20,
-        registry_address: str = "0x" + "4e" * 20,
+        registry_address: str | None = None,
         deploy_block: int = 5,
         grace_period: int = 60,
     ) -> None:
         self.chain_id = chain_id
         self.rounds_address = to_checksum_address(rounds_address)
-        self.registry_address = to_checksum_address(registry_address)
+        # v2: the registry is part of TrainingRounds (same address).
+        self.registry_address = to_checksum_address(registry_address or rounds_address)
         self.deploy_block = deploy_block
         self.grace_period = grace_period
         self.rpc_url = "http://fake-chain"
@@ -84,6 +91,8 @@ class FakeChain:
         self._txs: dict[str, _Tx] = {}
         self._nodes: dict[str, _Node] = {}
         self._rounds: dict[int, RoundInfo] = {}
+        #: Every version of every round, by the block that wrote it (for reads at a block).
+        self._history: dict[int, list[tuple[int, RoundInfo]]] = {}
         self._commitments: dict[tuple[int, str], Commitment] = {}
         self._genesis: str | None = None
         self._lock = threading.RLock()
@@ -118,6 +127,12 @@ class FakeChain:
             self._log.extend(recs)
             return res
 
+    def warp_past(self, round_id: int, *, grace: bool = False) -> None:
+        """Move chain time past round ``round_id``'s deadline (and its grace period if ``grace``),
+        as ``evm_increaseTime`` does: the next block is mined after it."""
+        r = self._rounds[round_id]
+        self.now = max(self.now, r.deadline + (self._grace() if grace else 0) + 1)
+
     def mine_empty(self, n: int = 1) -> None:
         """Advance the chain by n blocks without transactions."""
         with self._lock:
@@ -150,7 +165,8 @@ class FakeChain:
                 )
             ]
         )
-        self._nodes[node] = _Node(True, res.block_number, metadata_hash, bytes(public_key))
+        last = cur.last_committed_round if cur is not None else 0
+        self._nodes[node] = _Node(True, res.block_number, metadata_hash, bytes(public_key), len(self._rounds), last)
         return res
 
     def remove_node(self, node: str, *, by: str = ADMIN) -> TxResult:
@@ -195,17 +211,43 @@ class FakeChain:
                 return r.global_model_hash
         return self._genesis
 
-    def open_round(self, base_model_hash: str, config_hash: str, deadline: int, min_updates: int) -> int:
-        if self._genesis is None:
-            raise self._revert("GenesisNotSet", "openRound")
+    def _grace(self) -> int:
+        g = self.grace_period
+        return int(g() if callable(g) else g)
+
+    def _set_round(self, r: RoundInfo) -> None:
+        self._rounds[r.round_id] = r
+        self._history.setdefault(r.round_id, []).append((self._block, r))
+
+    def open_round(
+        self, base_model_hash: str, config_hash: str, params: RoundParams | int | None = None,
+        min_updates: int = 1, *, deadline: int | None = None, max_samples: int = 2**64 - 1,
+        selection_rate: int = 0, relay_cutoff: int = 0,
+    ) -> int:
+        """``openRound``. Takes a :class:`RoundParams`, or the deadline and the rest as arguments."""
+        if isinstance(params, RoundParams):
+            p = params
+        else:
+            p = RoundParams(deadline=int(params if params is not None else deadline), min_updates=min_updates,
+                            max_samples=max_samples, selection_rate=selection_rate, relay_cutoff=relay_cutoff)
+        if p.min_updates == 0:
+            raise self._revert("InvalidMinUpdates", "openRound", minUpdates=p.min_updates)
+        if p.max_samples == 0:
+            raise self._revert("InvalidMaxSamples", "openRound", maxSamples=p.max_samples)
+        eligible = sum(1 for n in self._nodes.values() if n.active)
+        if p.selection_rate == 0 and eligible < p.min_updates:
+            raise self._revert("QuorumUnreachable", "openRound", eligibleCount=eligible, minUpdates=p.min_updates)
         cur = self._rounds.get(len(self._rounds))
         if cur is not None and cur.status == RoundStatus.OPEN:
-            raise self._revert("RoundStillOpen", "openRound", roundId=cur.round_id)
+            if self.now + 12 <= cur.deadline + self._grace():
+                raise self._revert("RoundStillOpen", "openRound", roundId=cur.round_id)
+            self.expire_round(cur.round_id, by=AGGREGATOR)
+        if self._genesis is None:
+            raise self._revert("GenesisNotSet", "openRound")
         if base_model_hash != self._latest_model():
             raise self._revert("BaseModelMismatch", "openRound", expected=self._latest_model(), given=base_model_hash)
-        if min_updates == 0:
-            raise self._revert("InvalidMinUpdates", "openRound", minUpdates=min_updates)
         rid = len(self._rounds) + 1
+        seed = ("0x" + hashlib.sha256(f"seed:{rid}:{self._block}".encode()).hexdigest()) if p.selection_rate else ZERO_HASH
         res = self._mine(
             [
                 (
@@ -215,26 +257,33 @@ class FakeChain:
                         "roundId": rid,
                         "baseModelHash": base_model_hash,
                         "configHash": config_hash,
-                        "deadline": deadline,
-                        "minUpdates": min_updates,
+                        "params": p.as_tuple(),
+                        "eligibleCount": eligible,
+                        "seed": seed,
                     },
                 )
             ]
         )
-        self._rounds[rid] = RoundInfo(
+        self._set_round(RoundInfo(
             round_id=rid,
             base_model_hash=base_model_hash,
             config_hash=config_hash,
             global_model_hash=None,
             report_hash=None,
-            deadline=deadline,
+            deadline=p.deadline,
             opened_at=res.block_number,
             closed_at=0,
-            min_updates=min_updates,
+            min_updates=p.min_updates,
             commit_count=0,
             accepted_count=0,
             status=RoundStatus.OPEN,
-        )
+            eligible_count=eligible,
+            max_samples=p.max_samples,
+            selection_rate=p.selection_rate,
+            relay_cutoff=p.relay_cutoff,
+            accumulator=accumulator.initial(self.chain_id, self.rounds_address, rid),
+            seed=seed,
+        ))
         return rid
 
     def _open(self, rid: int, function: str) -> RoundInfo:
@@ -245,17 +294,52 @@ class FakeChain:
             raise self._revert("RoundNotOpen", function, roundId=rid)
         return r
 
+    def _selected(self, r: RoundInfo, node: str) -> bool:
+        if not r.sampled:
+            return True
+        from eth_abi import encode
+        from eth_utils import keccak
+
+        h = keccak(encode(["bytes32", "address"], [bytes.fromhex(r.seed[2:]), node]))
+        return int.from_bytes(h, "big") >> 192 < r.selection_rate
+
+    def _skip_reason(self, r: RoundInfo, node: str, update_hash: str, num_samples: int) -> SkipReason:
+        if update_hash == ZERO_HASH:
+            return SkipReason.ZERO_HASH
+        if num_samples == 0:
+            return SkipReason.ZERO_SAMPLES
+        if num_samples > r.max_samples:
+            return SkipReason.TOO_MANY_SAMPLES
+        n = self._nodes.get(node)
+        if n is not None and n.last_committed_round == r.round_id:
+            return SkipReason.ALREADY_SUBMITTED
+        if n is None or not n.active or n.joined_round >= r.round_id or not self._selected(r, node):
+            return SkipReason.NOT_ELIGIBLE
+        return SkipReason.NONE
+
+    def _commit(self, r: RoundInfo, node: str, update_hash: str, num_samples: int) -> RoundInfo:
+        self._nodes[node].last_committed_round = r.round_id
+        self._commitments[(r.round_id, node)] = Commitment(r.round_id, node, update_hash, num_samples)
+        return replace(r, commit_count=r.commit_count + 1,
+                       accumulator=accumulator.step(r.accumulator, node, update_hash, num_samples))
+
     def submit_update(self, round_id: int, node: str, update_hash: str, num_samples: int) -> TxResult:
         node = to_checksum_address(node)
         r = self._open(round_id, "submitUpdate")
-        if not (self._nodes.get(node) and self._nodes[node].active):
-            raise self._revert("NotActiveNode", "submitUpdate", node=node)
-        if (round_id, node) in self._commitments:
-            raise self._revert("AlreadySubmitted", "submitUpdate", roundId=round_id, node=node)
-        if update_hash == ZERO_HASH:
+        if self.now + 12 > r.deadline:
+            raise self._revert("DeadlinePassed", "submitUpdate", roundId=round_id, deadline=r.deadline)
+        reason = self._skip_reason(r, node, update_hash, num_samples)
+        if reason == SkipReason.ZERO_HASH:
             raise self._revert("ZeroHash", "submitUpdate")
-        if num_samples == 0:
+        if reason == SkipReason.ZERO_SAMPLES:
             raise self._revert("ZeroSamples", "submitUpdate")
+        if reason == SkipReason.TOO_MANY_SAMPLES:
+            raise self._revert("TooManySamples", "submitUpdate", roundId=round_id, numSamples=num_samples,
+                               maxSamples=r.max_samples)
+        if reason == SkipReason.ALREADY_SUBMITTED:
+            raise self._revert("AlreadySubmitted", "submitUpdate", roundId=round_id, node=node)
+        if reason == SkipReason.NOT_ELIGIBLE:
+            raise self._revert("NotEligible", "submitUpdate", roundId=round_id, node=node)
         res = self._mine(
             [
                 (
@@ -265,8 +349,35 @@ class FakeChain:
                 )
             ]
         )
-        self._commitments[(round_id, node)] = Commitment(round_id, node, update_hash, num_samples)
-        self._rounds[round_id] = replace(r, commit_count=r.commit_count + 1)
+        self._set_round(self._commit(r, node, update_hash, num_samples))
+        return res
+
+    def submit_batch(self, round_id: int, signed: list[tuple[str, int, str]]) -> TxResult:
+        """``submitBatch``: ``signed`` as ChainClient takes it, [(update_hash, num_samples, compact_sig)]."""
+        from fedchain.auth import recover_commitment_signer
+        from fedchain.errors import AuthError
+
+        r = self._open(round_id, "submitBatch")
+        closes = r.deadline - r.relay_cutoff if r.relay_cutoff < r.deadline else 0
+        if self.now + 12 > closes:
+            raise self._revert("RelayClosed", "submitBatch", roundId=round_id, closedAt=closes)
+        events: list[tuple[str, str, dict[str, Any]]] = []
+        for update_hash, num_samples, sig in signed:
+            try:
+                node = recover_commitment_signer(sig, self.chain_id, self.rounds_address, round_id, update_hash,
+                                                 num_samples)
+                reason = self._skip_reason(r, node, update_hash, num_samples)
+            except AuthError:
+                node, reason = to_checksum_address("0x" + "00" * 20), SkipReason.INVALID_SIGNATURE
+            if reason != SkipReason.NONE:
+                events.append(("CommitmentSkipped", "TrainingRounds",
+                               {"roundId": round_id, "node": node, "reason": int(reason)}))
+                continue
+            r = self._commit(r, node, update_hash, num_samples)
+            events.append(("UpdateSubmitted", "TrainingRounds",
+                           {"roundId": round_id, "node": node, "updateHash": update_hash, "numSamples": num_samples}))
+        res = self._mine(events)
+        self._set_round(r)
         return res
 
     def finalize_round(self, round_id: int, model_hash: str, report_hash: str, accepted: int) -> TxResult:
@@ -283,6 +394,9 @@ class FakeChain:
                 acceptedCount=accepted,
                 commitCount=r.commit_count,
             )
+        if self.now + 12 <= r.deadline and not r.may_close_early():
+            raise self._revert("CommitPhaseOpen", "finalizeRound", roundId=round_id, commitCount=r.commit_count,
+                               eligibleCount=r.eligible_count, deadline=r.deadline)
         res = self._mine(
             [
                 (
@@ -297,22 +411,25 @@ class FakeChain:
                 )
             ]
         )
-        self._rounds[round_id] = replace(
+        self._set_round(replace(
             r,
             global_model_hash=model_hash,
             report_hash=report_hash,
             accepted_count=accepted,
             closed_at=res.block_number,
             status=RoundStatus.FINALIZED,
-        )
+        ))
         return res
 
     def expire_round(self, round_id: int, *, by: str = ADMIN) -> TxResult:
         r = self._open(round_id, "expireRound")
+        if self.now + 12 <= r.deadline + self._grace() and by != AGGREGATOR:
+            raise self._revert("ExpiryNotReached", "expireRound", roundId=round_id,
+                               expiresAt=r.deadline + self.grace_period)
         res = self._mine(
             [("RoundExpired", "TrainingRounds", {"roundId": round_id, "expiredBy": to_checksum_address(by)})]
         )
-        self._rounds[round_id] = replace(r, closed_at=res.block_number, status=RoundStatus.EXPIRED)
+        self._set_round(replace(r, closed_at=res.block_number, status=RoundStatus.EXPIRED))
         return res
 
     # -- ChainReader ---------------------------------------------------------------------------
@@ -320,16 +437,56 @@ class FakeChain:
         self._read("block_number")
         return self._block
 
-    def current_round_id(self) -> int:
-        self._read("current_round_id")
-        return len(self._rounds)
+    def block_timestamp(self, block: int | None = None) -> int:
+        self._read("block_timestamp")
+        return self.now
 
-    def get_round(self, round_id: int) -> RoundInfo:
+    def block_hash(self, block: int) -> str | None:
+        self._read("block_hash")
+        if block > self._block:
+            return None
+        return "0x" + hashlib.sha256(f"{self.chain_id}:block:{block}".encode()).hexdigest()
+
+    def current_round_id(self, block: int | None = None) -> int:
+        self._read("current_round_id")
+        if block is None:
+            return len(self._rounds)
+        return sum(1 for h in self._history.values() if h[0][0] <= block)
+
+    def get_round(self, round_id: int, block: int | None = None) -> RoundInfo:
         self._read("get_round")
+        versions = [r for b, r in self._history.get(round_id, []) if block is None or b <= block]
+        if not versions:
+            raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
+        return replace(versions[-1], block=block)
+
+    def round_view(self, round_id: int) -> tuple[RoundInfo, list[Commitment]]:
+        block = self.block_number()
+        info = self.get_round(round_id, block)
+        return info, self.commitments(round_id, block, info=info)
+
+    def commitments(self, round_id: int, block: int | None = None, *, info: RoundInfo | None = None) -> list[Commitment]:
+        self._read("commitments")
+        info = info or self.get_round(round_id, block)
+        last = info.block if info.block is not None else self._block
+        return [
+            Commitment(round_id, e.args["node"], e.args["updateHash"], int(e.args["numSamples"]))
+            for e in self._log
+            if e.name == "UpdateSubmitted" and e.args["roundId"] == round_id and e.block_number <= last
+        ]
+
+    def has_committed(self, round_id: int, node: str) -> bool:
+        self._read("has_committed")
+        n = self._nodes.get(to_checksum_address(node))
+        return bool(n and round_id and n.last_committed_round == round_id)
+
+    def is_eligible(self, round_id: int, node: str) -> bool:
+        self._read("is_eligible")
         r = self._rounds.get(round_id)
         if r is None:
-            raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
-        return r
+            raise self._revert("UnknownRound", "isEligible", roundId=round_id)
+        n = self._nodes.get(to_checksum_address(node))
+        return bool(n and n.active and n.joined_round < round_id and self._selected(r, to_checksum_address(node)))
 
     def get_commitment(self, round_id: int, node: str) -> Commitment | None:
         self._read("get_commitment")
@@ -352,7 +509,7 @@ class FakeChain:
         self._read("genesis_model_hash")
         return self._genesis
 
-    def events(self, from_block: int, to_block: int | None = None) -> list[EventRecord]:
+    def events(self, from_block: int, to_block: int | None = None, **_: Any) -> list[EventRecord]:
         self._read("events")
         last = self._block if to_block is None else to_block
         out = [e for e in self._log if from_block <= e.block_number <= last]
@@ -457,9 +614,11 @@ class World:
         return self.client.put(f"/rounds/{round_id}/updates/{h}", content=data, headers=hdrs)
 
     # -- rounds --------------------------------------------------------------------------------
-    def open_round(self, min_updates: int = 1, deadline: int = FAR_DEADLINE) -> int:
+    def open_round(self, min_updates: int = 1, deadline: int | None = None) -> int:
+        """Open a round (deadline: an hour of chain time from now unless given)."""
         from fedchain.codec import encode_json
 
+        deadline = self.chain.now + 3600 if deadline is None else deadline
         config_hash = self.store.put(encode_json({"strategy": {"name": "fedavg", "params": {}}, "round_seq": len(self.chain._rounds)}))
         return self.chain.open_round(self.model_hash, config_hash, deadline, min_updates)
 
@@ -523,6 +682,7 @@ class World:
         report_hash = commitment_of(report)
         if store_report:
             self.store.put(report)
+        self.chain.warp_past(rid)  # an early close needs every eligible node: not this scenario's point
         self.chain.finalize_round(rid, new_hash, report_hash, sum(accepted))
         self.model_hash = new_hash
         return rid, report

@@ -15,6 +15,7 @@ def world(tmp_path):
     w = make_world(tmp_path, open_round=False)
     w.run_round([True, True, False], metrics={"rmse": 4.2, "max_abs_error": 10.1})
     rid = w.open_round()
+    w.chain.warp_past(rid, grace=True)
     w.chain.expire_round(rid, by=w.nodes[1].address)
     w.run_round([True, True])
     rid = w.open_round(min_updates=2)
@@ -110,6 +111,7 @@ def test_open_round_shows_live_chain_state_before_the_index_catches_up(world):
 def test_round_not_yet_indexed_is_served_from_the_chain(world):
     world.chain.submit_update(4, world.nodes[1].address, "0x" + "ce" * 32, 60)
     new = world.store.put(model_bytes(9.0))
+    world.chain.warp_past(4)
     world.chain.finalize_round(4, new, "0x" + "ef" * 32, 2)
     world.model_hash = new
     rid = world.open_round()

@@ -7,7 +7,11 @@ from eth_account import Account
 from eth_keys import keys
 from eth_utils import keccak, to_checksum_address
 
-from fedchain.auth import recover_upload_signer, sign_upload, upload_typed_data
+from fedchain.auth import (
+    recover_blob_reader, recover_commitment_signer, recover_receipt_signer, recover_upload_signer, sign_blob_read,
+    sign_commitment, sign_receipt, sign_upload, upload_typed_data,
+)
+from fedchain.chain.accounts import dev_account
 from fedchain.errors import AuthError
 
 CHAIN = 31337
@@ -24,7 +28,7 @@ def node():
 def test_typed_data_spells_out_domain_and_upload_type():
     data = upload_typed_data(CHAIN, CONTRACT.lower(), 3, BLOB.upper().replace("0X", "0x"))
     assert data["primaryType"] == "Upload"
-    assert data["domain"] == {"name": "fedchain", "version": "1", "chainId": CHAIN, "verifyingContract": CONTRACT}
+    assert data["domain"] == {"name": "fedchain", "version": "2", "chainId": CHAIN, "verifyingContract": CONTRACT}
     assert data["types"]["Upload"] == [{"name": "round", "type": "uint256"}, {"name": "blobHash", "type": "bytes32"}]
     assert [f["name"] for f in data["types"]["EIP712Domain"]] == ["name", "version", "chainId", "verifyingContract"]
     assert data["message"] == {"round": 3, "blobHash": BLOB}
@@ -44,7 +48,7 @@ def test_digest_matches_an_independent_eip712_computation(node):
     domain_sep = keccak(
         domain_type
         + keccak(text="fedchain")
-        + keccak(text="1")
+        + keccak(text="2")
         + CHAIN.to_bytes(32, "big")
         + bytes(12)
         + bytes.fromhex(CONTRACT[2:])
@@ -90,3 +94,46 @@ def test_malformed_blob_hash_or_contract_raises_auth_error(node):
         upload_typed_data(CHAIN, "not-an-address", 1, BLOB)
     with pytest.raises(AuthError):
         sign_upload(node, CHAIN, CONTRACT, -1, BLOB)
+
+
+def test_commitment_signature_recovers_its_node_in_compact_form():
+    node = dev_account(2)
+    sig = sign_commitment(node, CHAIN, CONTRACT, 7, BLOB, 1234)
+    assert len(bytes.fromhex(sig[2:])) == 64
+    assert recover_commitment_signer(sig, CHAIN, CONTRACT, 7, BLOB, 1234) == node.address
+
+
+def test_commitment_signature_for_other_samples_recovers_someone_else():
+    node = dev_account(2)
+    sig = sign_commitment(node, CHAIN, CONTRACT, 7, BLOB, 1234)
+    assert recover_commitment_signer(sig, CHAIN, CONTRACT, 7, BLOB, 1235) != node.address
+    assert recover_commitment_signer(sig, CHAIN, CONTRACT, 8, BLOB, 1234) != node.address
+
+
+def test_commitment_digest_matches_an_independent_eip712_computation():
+    node = dev_account(3)
+    domain_sep = keccak(
+        keccak(text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
+        + keccak(text="fedchain") + keccak(text="2") + CHAIN.to_bytes(32, "big") + bytes.fromhex(CONTRACT[2:]).rjust(32, b"\0")
+    )
+    struct = keccak(keccak(text="Commitment(uint256 roundId,bytes32 updateHash,uint64 numSamples)")
+                    + (9).to_bytes(32, "big") + bytes.fromhex(BLOB[2:]) + (77).to_bytes(32, "big"))
+    digest = keccak(b"\x19\x01" + domain_sep + struct)
+    raw = bytes.fromhex(sign_commitment(node, CHAIN, CONTRACT, 9, BLOB, 77)[2:])
+    vs = int.from_bytes(raw[32:], "big")
+    sig = keys.Signature(raw[:32] + (vs & ((1 << 255) - 1)).to_bytes(32, "big") + bytes([vs >> 255]))
+    assert sig.recover_public_key_from_msg_hash(digest).to_checksum_address() == node.address
+
+
+def test_receipt_binds_round_node_and_hash():
+    aggregator, node = dev_account(0), dev_account(1)
+    sig = sign_receipt(aggregator, CHAIN, CONTRACT, 4, node.address, BLOB)
+    assert recover_receipt_signer(sig, CHAIN, CONTRACT, 4, node.address, BLOB) == aggregator.address
+    assert recover_receipt_signer(sig, CHAIN, CONTRACT, 4, dev_account(2).address, BLOB) != aggregator.address
+
+
+def test_blob_read_permission_recovers_reader_and_expiry_is_signed():
+    reader = dev_account(4)
+    sig = sign_blob_read(reader, CHAIN, CONTRACT, BLOB, 1_900_000_000)
+    assert recover_blob_reader(sig, CHAIN, CONTRACT, BLOB, 1_900_000_000) == reader.address
+    assert recover_blob_reader(sig, CHAIN, CONTRACT, BLOB, 1_900_000_001) != reader.address

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -15,6 +16,9 @@ from hypothesis.extra import numpy as hnp
 
 from fedchain.codec import (
     ALIGN,
+    UpdateIdentity,
+    decode_update,
+    encode_update,
     DTYPE,
     MAX_HEADER_BYTES,
     decode_json,
@@ -391,3 +395,51 @@ def test_decode_json_rejects_malformed(bad):
     with pytest.raises(InvalidBlob) as exc:
         decode_json(bad, max_bytes=1 << 20)
     assert exc.value.reason == "malformed"
+
+
+# --- update blobs name their sender (protocol v2) --------------------------------------------
+_ME = UpdateIdentity(chain_id=31337, contract="0x" + "52" * 20, round=3, node="0x" + "11" * 20)
+
+
+def test_update_blob_round_trips_with_its_identity():
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    data = encode_update(arrays, _ME)
+    out = decode_update(data, identity=_ME, expected={"w": (2, 3)})
+    np.testing.assert_array_equal(out["w"], arrays["w"])
+    assert b'"__metadata__":{"chain_id":"31337"' in data
+
+
+def test_update_blob_of_another_node_is_rejected_as_not_own_update():
+    data = encode_update({"w": np.zeros(3, np.float32)}, _ME)
+    for other in (dataclasses.replace(_ME, node="0x" + "22" * 20), dataclasses.replace(_ME, round=4),
+                  dataclasses.replace(_ME, chain_id=1), dataclasses.replace(_ME, contract="0x" + "53" * 20)):
+        with pytest.raises(InvalidBlob) as e:
+            decode_update(data, identity=other)
+        assert e.value.reason == "not_own_update"
+
+
+def test_update_blob_without_identity_is_malformed():
+    data = encode_tensors({"w": np.zeros(3, np.float32)})
+    with pytest.raises(InvalidBlob) as e:
+        decode_update(data, identity=_ME)
+    assert e.value.reason == "malformed" and "name its sender" in e.value.message
+
+
+def test_model_decoder_refuses_update_metadata():
+    data = encode_update({"w": np.zeros(3, np.float32)}, _ME)
+    with pytest.raises(InvalidBlob) as e:
+        decode_tensors(data)
+    assert e.value.reason == "malformed"
+
+
+def test_update_metadata_in_non_canonical_order_is_malformed():
+    data = encode_update({"w": np.zeros(2, np.float32)}, _ME)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__")
+    raw = json.dumps({"__metadata__": dict(reversed(list(meta.items()))), **header}, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    forged = len(raw).to_bytes(8, "little") + raw + data[8 + n:]
+    with pytest.raises(InvalidBlob) as e:
+        decode_update(forged, identity=_ME)
+    assert e.value.reason == "malformed"

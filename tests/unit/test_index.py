@@ -149,6 +149,7 @@ def test_report_that_disagrees_with_the_chain_is_recorded_not_merged(tmp_path):
     w.chain.submit_update(rid, w.nodes[0].address, h, 10)
     new_hash = w.store.put(model_bytes(4.0))
     bogus = w.report(rid, new_hash, [(w.nodes[0], "0x" + "ee" * 32, 10, True, None, 1.0)])
+    w.chain.warp_past(rid)
     w.chain.finalize_round(rid, new_hash, w.store.put(bogus), 1)
     w.indexer.sync()
     with w.indexer.session() as s:
@@ -160,6 +161,7 @@ def test_report_that_disagrees_with_the_chain_is_recorded_not_merged(tmp_path):
 
 def test_expired_round_records_who_expired_it(tmp_path):
     w = make_world(tmp_path)
+    w.chain.warp_past(1, grace=True)
     w.chain.expire_round(1, by=w.nodes[1].address)
     w.indexer.sync()
     with w.indexer.session() as s:
