@@ -16,21 +16,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.console import Console
 from rich.table import Table
 
 from fedchain.errors import FedchainError
 from fedchain.settings import REPO_ROOT, Settings
 
-console = Console(width=None if sys.stdout.isatty() else 120)
-
-
-def report_error(exc: FedchainError, con: Console | None = None) -> int:
-    con = con or Console(stderr=True)
-    con.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-    if exc.hint:
-        con.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
-    return exc.exit_code
+from fedchain.console import console, report_error, round_table  # noqa: F401  (report_error: re-exported)
 
 
 def _key_args(p: argparse.ArgumentParser, *, default_dev: int | None = None) -> None:
@@ -146,38 +137,6 @@ def cmd_new_key(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 # aggregator
-def _gas(value: int | None) -> str:
-    return f"{value:,}" if value is not None else "-"
-
-
-def _round_table(summaries: list[Any], metric: str) -> Table:
-    t = Table(title="fedchain rounds")
-    for col, justify in (("round", "right"), ("status", "left"), ("accepted", "right"), ("rejected", "right"),
-                         ("global model hash", "left"), ("gas open", "right"), ("gas close", "right"),
-                         (f"val {metric}", "right")):
-        t.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for s in summaries:
-        m = s.metrics.get(metric)
-        h = s.global_model_hash
-        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:10]}…{h[-4:]}" if h else "-",
-                  _gas(s.gas.get("open")), _gas(s.gas.get("finalize", s.gas.get("expire"))),
-                  f"{m:.4f}" if m is not None else "-")
-    return t
-
-
-def _build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: Any, api: Any) -> Any:
-    from fedchain.aggregator import Aggregator
-    from fedchain.tasks import load_task
-
-    task = load_task(args.task)
-    return Aggregator(
-        chain, store, task, task_spec=args.task, strategy=args.strategy, seed=args.seed, model_seed=args.model_seed,
-        max_blob_bytes=s.max_blob_bytes, poll_interval=s.poll_interval,
-        uploads_lookup=api.indexer.uploads_for, on_sync=api.indexer.sync,
-        log=lambda m: console.print(f"[dim]aggregator[/] {m}", highlight=False),
-    ), task
-
-
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from fedchain.aggregator.server import start_api
     from fedchain.chain.client import ChainClient
@@ -187,10 +146,13 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
     chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
                                 account=_account(args, default_dev=_dev_default(s.rpc_url)))
     store = FilesystemStore(s.data_dir / "blobs", max_bytes=s.max_blob_bytes)
-    api = start_api(s, chain, store)
+    api = start_api(s, chain, store, signer=chain.account)
     console.print(f"API serving on {api.url} (docs at {api.url}/docs)")
     try:
-        agg, task = _build_aggregator(args, s, chain, store, api)
+        from fedchain.aggregator.factory import build_aggregator
+
+        agg, task = build_aggregator(args, s, chain, store, api,
+                                     log=lambda m: console.print(f"[dim]aggregator[/] {m}", highlight=False))
         summaries: list[Any] = []
 
         def on_round(summary: Any) -> None:
@@ -205,7 +167,7 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
                 f"round {rid}: {got}/{want} nodes committed, deadline in {left:.0f} s")
             agg.run(rounds=args.rounds, min_updates=args.min_updates, round_seconds=args.round_seconds,
                     on_round=on_round)
-        console.print(_round_table(summaries, task.primary_metric))
+        console.print(round_table(summaries, task.primary_metric))
         if args.exit_when_done:
             return 0
         console.print(f"rounds done; API still serving on {api.url} (Ctrl-C to stop)")
@@ -228,17 +190,12 @@ def cmd_node(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # rounds
 def cmd_rounds(args: argparse.Namespace) -> int:
-    import httpx
+
+    from fedchain.apiclient import ApiClient
 
     s = _settings(args)
-    try:
-        r = httpx.get(f"{s.api_url.rstrip('/')}/rounds", params={"limit": args.limit, "offset": 0}, timeout=10)
-    except httpx.TransportError as exc:
-        raise FedchainError(f"cannot reach the API at {s.api_url} ({type(exc).__name__})",
-                            hint="start it with `fedchain aggregator`, or pass --api-url") from exc
-    if r.status_code != 200:
-        raise FedchainError(f"{s.api_url}/rounds answered HTTP {r.status_code}: {r.text[:200]}")
-    items = r.json()["items"]
+    items = ApiClient(s.api_url, retry_seconds=5, log=lambda m: console.print(m, highlight=False)).get_json(
+        "/rounds", limit=args.limit, offset=0)["items"]
     if args.json:
         console.print_json(data=items)
         return 0
@@ -259,8 +216,14 @@ def cmd_rounds(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from fedchain.verify import verify_round
 
+    from fedchain.verify import load_receipts
+
     s = _settings(args)
+    reader = None
+    if args.keystore is not None or args.private_key is not None or args.dev_account is not None:
+        reader = _account(args)
     result = verify_round(args.round, rpc_url=s.rpc_url, api_url=s.api_url, deployments_dir=s.deployments_dir,
+                          contract=args.contract, reader=reader, receipts=load_receipts(args.receipt or []),
                           log=lambda m: console.print(m, highlight=False))
     if result.ok:
         console.print(f"[green]round {args.round} verified[/]: recomputed model hash {result.recomputed_model_hash} "
@@ -324,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, default=8545)
     c.add_argument("--accounts", type=int, default=10)
-    c.add_argument("--block-time", type=float, default=None, help="seconds per block (default: mine on each tx)")
+    c.add_argument("--block-time", type=float, default=1.0,
+                   help="seconds per block; deadlines are judged by chain time, so a dev chain must keep mining "
+                        "(0: mine only on each transaction)")
     c.add_argument("--verbose", action="store_true", help="show anvil's own log")
 
     d = add("deploy", cmd_deploy, "deploy the contracts, set the genesis model, admit nodes")
@@ -363,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", type=Path, default=None)
     g.add_argument("--deployments-dir", type=Path, default=None)
     g.add_argument("--exit-when-done", action="store_true", help="stop the API after the last round")
+    g.add_argument("--max-samples", type=int, default=1_000_000,
+                   help="largest sample count (FedAvg weight) a node may declare; the contract enforces it")
+    g.add_argument("--relay-cutoff", type=int, default=5,
+                   help="seconds before the deadline after which relayed batches stop, so left-out nodes can "
+                        "still commit directly")
+    g.add_argument("--public-updates", action="store_true",
+                   help="after a round closes, serve its update blobs to anyone (default: members and auditors)")
+    g.add_argument("--censor", nargs="*", default=[], metavar="ADDRESS",
+                   help="misbehave for tests: never relay these nodes' commitments")
     _key_args(g, default_dev=0)
 
     from node.args import build_parser as node_parser
@@ -379,7 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--round", type=int, required=True)
     v.add_argument("--rpc-url", default=None)
     v.add_argument("--api-url", default=None)
-    v.add_argument("--deployments-dir", type=Path, default=None)
+    v.add_argument("--deployments-dir", type=Path, default=None,
+                   help="folder with your own deployments/<chainId>.json (verify never asks the API for addresses)")
+    v.add_argument("--contract", default=None, metavar="ADDRESS",
+                   help="the TrainingRounds address to audit, instead of a deployment file")
+    v.add_argument("--receipt", type=Path, nargs="*", default=[], metavar="FILE",
+                   help="upload receipts a node kept (.fedchain/receipts/<address>/round-N.json): contest a "
+                        "missing_upload claim")
+    _key_args(v)
 
     m = add("demo", cmd_demo, "all in one: anvil, deploy, aggregator, N node processes, R rounds")
     m.add_argument("--nodes", type=int, default=5)

@@ -40,7 +40,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     from fedchain.aggregator.service import genesis_model
     from fedchain.chain.client import ChainClient
     from fedchain.chain.deploy import deploy
-    from fedchain.cli import _build_aggregator, _round_table
+    from fedchain.aggregator.factory import build_aggregator
+    from fedchain.console import round_table
     from fedchain.store import FilesystemStore
     from fedchain.tasks import load_task
 
@@ -67,7 +68,9 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     procs: list[subprocess.Popen] = []
     try:
         with console.status("starting anvil and deploying the contracts…"):
-            anvil = start_anvil(chain_port, accounts=max(10, n + 1), log_path=workdir / "logs" / "anvil.log")
+            # A block every second: deadlines are judged by chain time, which an idle chain would not advance.
+            anvil = start_anvil(chain_port, accounts=max(10, n + 1), log_path=workdir / "logs" / "anvil.log",
+                                block_time=1)
             admin = dev_account(0)
             _, genesis = genesis_model(task, task.default_params(), args.seed)
             dep = deploy(rpc_url, admin, repo_root=REPO_ROOT, deployments_dir=settings.deployments_dir,
@@ -77,7 +80,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
                       f"TrainingRounds {dep.rounds_address}", highlight=False)
         chain = ChainClient.connect(rpc_url, deployments_dir=settings.deployments_dir, repo_root=REPO_ROOT, account=admin)
         store = FilesystemStore(settings.data_dir / "blobs", max_bytes=settings.max_blob_bytes)
-        api = start_api(settings, chain, store)
+        api = start_api(settings, chain, store, signer=admin)
         console.print(f"aggregator API at {api_url} (OpenAPI docs at {api_url}/docs)")
         env = env_with_repo()
         env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(settings.deployments_dir)
@@ -90,17 +93,16 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             ))
         console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
         agg_args = argparse.Namespace(task=args.task, strategy="fedavg", seed=args.seed, model_seed=args.seed)
-        agg, task = _build_aggregator(agg_args, settings, chain, store, api)
-        agg.log = lambda m: None
+        agg, task = build_aggregator(agg_args, settings, chain, store, api, log=lambda m: None)
         summaries: list[Any] = []
-        with Live(_round_table(summaries, task.primary_metric), console=console, refresh_per_second=4,
+        with Live(round_table(summaries, task.primary_metric), console=console, refresh_per_second=4,
                   transient=False) as live:
             def on_round(summary: Any) -> None:
                 summaries.append(summary)
-                live.update(_round_table(summaries, task.primary_metric))
+                live.update(round_table(summaries, task.primary_metric))
 
             def on_wait(rid: int, got: int, want: int, left: float) -> None:
-                live.update(Group(_round_table(summaries, task.primary_metric),
+                live.update(Group(round_table(summaries, task.primary_metric),
                                   Text(f"round {rid}: {got}/{want} nodes committed, deadline in {left:.0f} s",
                                        style="dim")))
 

@@ -57,12 +57,12 @@ def anvil_command(port: int, host: str = "127.0.0.1", accounts: int = 10, block_
 
 
 def start_anvil(port: int, *, host: str = "127.0.0.1", accounts: int = 10, log_path: Path | None = None,
-                timeout: float = 20.0) -> subprocess.Popen:
+                timeout: float = 20.0, block_time: float | None = None) -> subprocess.Popen:
     """Start anvil in the background and return once it answers JSON-RPC."""
     if port_open(host, port):
         raise ConfigError(f"port {port} is already in use", hint="stop the other chain or pick another --port")
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(anvil_command(port, host, accounts), stdout=out, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen(anvil_command(port, host, accounts, block_time), stdout=out, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     end = time.monotonic() + timeout
     while time.monotonic() < end:

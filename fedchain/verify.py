@@ -1,28 +1,39 @@
 """``fedchain verify --round N``: recompute a round from public data only and compare with the chain.
 
-Inputs: the chain (round record, commitments from ``UpdateSubmitted`` events) and the blobs the API
-serves (config, base model, updates, report, global model). Every blob's bytes are hashed here and
-checked against the hash the chain committed to; the API is not trusted.
+The verdict is a function of immutable inputs only:
+
+- the chain: the round record and its commitment list, read at one block and checked against
+  the on-chain accumulator;
+- the committed round config (its hash is on-chain): strategy, limits, sample cap;
+- the round report (its hash is on-chain) and the blobs it says were accepted.
+
+Contract addresses come from the auditor's own deployment file (or ``--contract``), never from
+the API being audited. Every blob is hashed here. The model is recomputed from the updates the
+report accepted, each re-checked; a rejected update whose blob is served is re-checked too (an
+aggregator that rejects a valid update is caught). A ``missing_upload`` claim cannot be checked
+from public data: it is listed as the aggregator's claim, and a node holding the aggregator's
+signed receipt for that blob contests it (``--receipt FILE``), which fails the round.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
-import httpx
+from eth_account.signers.local import LocalAccount
 
-from fedchain.aggregator.compute import compute_round
-from fedchain.chain.client import connect_local_or_api
-from fedchain.chain.deployment import Deployment
+from fedchain.aggregator.compute import MISSING_UPLOAD, RoundContext, UpdateDecision, check_update, merge
+from fedchain.aggregator.config import MAX_CONFIG_BYTES, RoundRules
+from fedchain.apiclient import ApiClient
+from fedchain.auth import recover_receipt_signer
+from fedchain.chain.client import ChainClient
+from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.types import RoundStatus
-from fedchain.codec import decode_json, decode_tensors
-from fedchain.errors import FedchainError, InvalidBlob
-from fedchain.hashing import commitment
-from fedchain.settings import REPO_ROOT, Settings
-
-MAX_JSON = 1024 * 1024
+from fedchain.codec import decode_json, decode_tensors, tensor_spec
+from fedchain.errors import AuthError, BlobError, ConfigError, FedchainError, Forbidden
+from fedchain.settings import REPO_ROOT
 
 
 @dataclass
@@ -33,105 +44,168 @@ class VerifyResult:
     recomputed_model_hash: str | None = None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: Rejections the aggregator claims that public data cannot confirm (node, reason).
+    claims: list[str] = field(default_factory=list)
 
 
-class PublicBlobs:
-    """Fetches blobs from the API and hashes them locally; records what did not check out."""
+def auditor_deployment(rpc_url: str, deployments_dir: Path, contract: str | None) -> Deployment:
+    """The deployment to audit: ``--contract`` (the TrainingRounds address), else the auditor's own
+    ``deployments/<chainId>.json``. Never the API's ``/deployment``: that is the party audited."""
+    from fedchain.chain.client import connect_web3
 
-    def __init__(self, api_url: str, max_bytes: int) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.api_url, timeout=30)
-        self.max_bytes = max_bytes
-        self.problems: list[str] = []
-        self.mismatched: set[str] = set()
+    w3 = connect_web3(rpc_url)
+    chain_id = int(w3.eth.chain_id)
+    if contract:
+        from eth_utils import is_address, to_checksum_address
 
-    def get(self, h: str) -> bytes | None:
+        if not is_address(contract):
+            raise ConfigError(f"--contract {contract!r} is not an address", hint="pass the TrainingRounds address")
+        address = to_checksum_address(contract)
+        return Deployment(chain_id=chain_id, rpc_url=rpc_url, deployer="", block=0, registry_address=address,
+                          rounds_address=address, aggregator="", grace_period=0)
+    try:
+        return load_deployment(deployments_dir, chain_id)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"no deployment file for chain {chain_id} in {deployments_dir}: verify does not take contract "
+            "addresses from the API it audits",
+            hint="pass --contract <TrainingRounds address> (from the federation's published deployment, or the "
+                 "deploy transaction), or --deployments-dir with your own copy of <chainId>.json",
+        ) from exc
+
+
+def load_receipts(paths: Sequence[Path]) -> list[dict]:
+    out = []
+    for p in paths:
         try:
-            r = self.http.get(f"/blobs/{h}")
-        except httpx.TransportError as exc:
-            raise FedchainError(f"cannot reach the API at {self.api_url} ({type(exc).__name__})",
-                                hint="pass --api-url of a fedchain aggregator (FEDCHAIN_API_URL)") from exc
-        if r.status_code == 404:
-            return None
-        if r.status_code != 200:
-            self.problems.append(f"blob {h}: the API answered HTTP {r.status_code} ({r.text[:160]})")
-            return None
-        if len(r.content) > self.max_bytes:
-            self.problems.append(f"blob {h}: {len(r.content)} bytes, over the limit")
-            return None
-        actual = commitment(r.content)
-        if actual != h:
-            self.problems.append(f"blob {h}: the API served bytes that hash to {actual}")
-            self.mismatched.add(h)
-        return r.content
-
-    def require(self, h: str, what: str) -> bytes:
-        """A blob the round cannot be checked without: served, and matching its hash."""
-        data = self.get(h)
-        if data is None or h in self.mismatched:
-            raise FedchainError(f"the API does not serve the {what} {h} intact")
-        return data
-
-    def deployment(self) -> Deployment:
-        r = self.http.get("/deployment")
-        if r.status_code != 200:
-            raise FedchainError(f"{self.api_url}/deployment answered HTTP {r.status_code}",
-                                hint="pass --deployments-dir with the deployment file")
-        return Deployment.from_json(r.json())
+            out.append(json.loads(Path(p).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read receipt {p}: {exc}", hint="pass the round-N.json a node kept") from exc
+    return out
 
 
 def verify_round(
-    round_id: int, *, rpc_url: str, api_url: str, deployments_dir: Path,
-    log: Callable[[str], None] = print, max_bytes: int | None = None,
+    round_id: int, *, rpc_url: str, api_url: str, deployments_dir: Path, contract: str | None = None,
+    reader: LocalAccount | None = None, receipts: Sequence[dict] = (), log: Callable[[str], None] = print,
+    retry_seconds: float = 30.0,
 ) -> VerifyResult:
-    max_bytes = max_bytes or Settings().max_blob_bytes
-    blobs = PublicBlobs(api_url, max_bytes)
-    chain = connect_local_or_api(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT,
-                                 api_deployment=blobs.deployment)
-    info = chain.get_round(round_id)
+    dep = auditor_deployment(rpc_url, deployments_dir, contract)
+    chain = ChainClient.connect(rpc_url, repo_root=REPO_ROOT, deployment=dep)
+    api = ApiClient(api_url, log=log, retry_seconds=retry_seconds, reader=reader, chain_id=chain.chain_id,
+                    contract=chain.rounds_address)
+    block = chain.block_number()
+    info = chain.get_round(round_id, block)
     result = VerifyResult(round_id=round_id, ok=False, onchain_model_hash=info.global_model_hash)
     if info.status == RoundStatus.OPEN:
         raise FedchainError(f"round {round_id} is still open: nothing to verify yet",
                             hint="wait until it is finalized or expired")
     if info.status == RoundStatus.EXPIRED:
         result.ok = True
-        result.notes.append(f"round {round_id} expired without quorum: no model was produced")
+        result.notes.append(f"round {round_id} expired without a result: no model was produced")
         log(result.notes[-1])
         return result
-
-    config = decode_json(blobs.require(info.config_hash, "round config"), max_bytes=MAX_JSON)
-    base_bytes = blobs.require(info.base_model_hash, "base model")
-    base = decode_tensors(base_bytes, max_bytes=max_bytes)
-    commitments = chain.commitments(round_id)
-    log(f"round {round_id}: {len(commitments)} commitment(s) on-chain, strategy "
-        f"{(config.get('strategy') or {}).get('name', 'fedavg')}")
-    comp = compute_round(config, base, commitments, blobs.get, max_bytes=max_bytes, min_updates=info.min_updates)
-    result.recomputed_model_hash = comp.model_hash
+    commitments = chain.commitments(round_id, block, info=info)
     problems = result.problems
-    problems.extend(blobs.problems)
+
+    def required(h: str, what: str, limit: int) -> bytes:
+        try:
+            return api.blob(h, max_bytes=limit)
+        except BlobError as exc:
+            raise FedchainError(f"cannot check the {what} {h}: {exc.message}",
+                                hint="the aggregator must serve every public blob a round references") from exc
+
+    config = decode_json(required(info.config_hash, "round config", MAX_CONFIG_BYTES), max_bytes=MAX_CONFIG_BYTES)
+    rules = RoundRules.of(config)
+    base = decode_tensors(required(info.base_model_hash, "base model", rules.max_update_bytes),
+                          max_bytes=rules.max_update_bytes)
+    assert info.report_hash is not None and info.global_model_hash is not None
+    report = decode_json(required(info.report_hash, "round report", MAX_CONFIG_BYTES), max_bytes=MAX_CONFIG_BYTES)
+    log(f"round {round_id}: {len(commitments)} commitment(s) on-chain (accumulator checked), strategy "
+        f"{rules.strategy['name']}")
+
+    entries = report.get("updates") if isinstance(report, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise FedchainError(f"round report {info.report_hash} has no list of update decisions")
+    by_node = {str(e.get("node", "")).lower(): e for e in entries}
+    if sorted(by_node) != sorted(c.node.lower() for c in commitments) or len(by_node) != len(entries):
+        problems.append("the report's updates do not list exactly the on-chain commitments")
+    if report.get("global_model_hash") != info.global_model_hash:
+        problems.append(f"the report's global_model_hash {report.get('global_model_hash')} differs from the chain's")
+
+    ctx = RoundContext(chain.chain_id, chain.rounds_address, round_id)
+    spec = tensor_spec(base)
+    receipts_by_node = _valid_receipts(receipts, dep, chain, round_id, log)
+    checked: list[tuple[UpdateDecision, dict | None]] = []
+    for c in sorted(commitments, key=lambda c: c.node.lower()):
+        entry = by_node.get(c.node.lower(), {})
+        claimed_ok = bool(entry.get("accepted"))
+        reason = entry.get("reason")
+        data = _fetch_update(api, c.update_hash, rules.max_update_bytes)
+        if claimed_ok:
+            weights, why = check_update(data, c, spec, ctx, rules.max_update_bytes)
+            if weights is None:
+                problems.append(f"{c.node}: the report accepts {c.update_hash}, but it does not check out ({why})")
+            checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, weights is not None, why), weights))
+            continue
+        code = str(reason or "").split(":", 1)[0]
+        if data is None:
+            receipt = receipts_by_node.get(c.node.lower())
+            if code == MISSING_UPLOAD and receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
+                problems.append(f"{c.node}: the report says {MISSING_UPLOAD}, but the aggregator signed a receipt "
+                                f"for {c.update_hash}: the claim is false")
+            else:
+                result.claims.append(f"{c.node}: {reason} (the aggregator's claim; not checkable from public data"
+                                     + ("; a node holding a receipt can contest it)" if code == MISSING_UPLOAD else ")"))
+        else:
+            weights, why = check_update(data, c, spec, ctx, rules.max_update_bytes)
+            if weights is not None:
+                problems.append(f"{c.node}: the report rejects {c.update_hash} ({reason}) but it checks out")
+        checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, False, reason), None))
+
+    comp = merge(config, base, checked, min_updates=info.min_updates)
+    result.recomputed_model_hash = comp.model_hash
     if comp.model_hash != info.global_model_hash:
         problems.append(f"global model hash differs: chain {info.global_model_hash}, recomputed {comp.model_hash}")
     if len(comp.accepted) != info.accepted_count:
         problems.append(f"accepted count differs: chain {info.accepted_count}, recomputed {len(comp.accepted)}")
-    served_model = blobs.get(info.global_model_hash) if info.global_model_hash else None
-    if served_model is None:
-        problems.append(f"the API does not serve the global model {info.global_model_hash}")
-    report_bytes = blobs.get(info.report_hash) if info.report_hash else None
-    if report_bytes is None:
-        problems.append(f"the API does not serve the round report {info.report_hash}")
-    else:
-        try:
-            report = decode_json(report_bytes, max_bytes=MAX_JSON)
-            claimed = sorted(u["node"].lower() for u in report.get("updates", []) if u.get("accepted"))
-            recomputed = sorted(d.node.lower() for d in comp.accepted)
-            if claimed != recomputed:
-                problems.append(f"report's accepted nodes {claimed} differ from recomputed {recomputed}")
-            if report.get("global_model_hash") != info.global_model_hash:
-                problems.append(f"report hash field global_model_hash {report.get('global_model_hash')} "
-                                f"differs from the chain's {info.global_model_hash}")
-        except (InvalidBlob, AttributeError, TypeError, KeyError) as exc:
-            problems.append(f"round report {info.report_hash} is not a valid report: {exc}")
+    try:
+        required(info.global_model_hash, "global model", rules.max_update_bytes)
+    except FedchainError as exc:
+        problems.append(exc.message)
     for d in comp.rejected:
         log(f"  rejected {d.node}: {d.reason}")
+    for claim in result.claims:
+        log(f"  claim {claim}")
     result.ok = not problems
     return result
+
+
+def _fetch_update(api: ApiClient, h: str, limit: int) -> bytes | None:
+    try:
+        return api.blob(h, max_bytes=limit)
+    except Forbidden as exc:
+        raise FedchainError(f"the API will not show update {h} to this auditor: {exc.message}",
+                            hint="update blobs are readable by registered nodes and auditors: pass a key "
+                                 "(--keystore, or --dev-account on anvil) holding one of those roles") from exc
+    except BlobError:
+        return None
+
+
+def _valid_receipts(receipts: Sequence[dict], dep: Deployment, chain: ChainClient, round_id: int,
+                    log: Callable[[str], None]) -> dict[str, dict]:
+    """Receipts for this round signed by a holder of AGGREGATOR_ROLE, by node (lower-case)."""
+    out: dict[str, dict] = {}
+    for r in receipts:
+        if int(r.get("round", -1)) != round_id:
+            continue
+        try:
+            signer = recover_receipt_signer(r["signature"], chain.chain_id, chain.rounds_address, round_id,
+                                            r["node"], r["blob_hash"])
+        except (AuthError, KeyError, TypeError) as exc:
+            log(f"  receipt for {r.get('node')} is not a valid signature ({exc}); ignored")
+            continue
+        if not chain.has_role("AGGREGATOR_ROLE", signer):
+            log(f"  receipt for {r.get('node')} is signed by {signer}, who is not an aggregator; ignored")
+            continue
+        out[str(r["node"]).lower()] = r
+    return out

@@ -31,6 +31,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--data", type=Path, default=None, help="private data file (CSV/Parquet) instead of generated data")
     p.add_argument("--rounds", type=int, default=None, help="stop after taking part in this many rounds")
+    p.add_argument("--commit-mode", choices=("direct", "relay"), default="direct",
+                   help="direct: submitUpdate from this node's address (pays gas); relay: post a signed "
+                        "commitment for the aggregator's batch (no ETH needed), and commit directly if it "
+                        "is not on-chain by the relay cut-off")
+    p.add_argument("--retry-seconds", type=float, default=300.0,
+                   help="how long to keep retrying an unreachable chain or API before giving up")
+    p.add_argument("--receipts-dir", type=Path, default=None,
+                   help="where upload receipts are kept (default: .fedchain/receipts/<address> in the current folder)")
     return p
 
 

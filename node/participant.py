@@ -3,91 +3,47 @@
 It needs three things: the chain's RPC URL, the aggregator API URL, and its key (a keystore file
 with the password in ``FEDCHAIN_KEYSTORE_PASSWORD``, or a dev-account index on a local anvil).
 Each round it downloads the base model and the round config by hash and checks both hashes against
-the chain, trains locally (a progress bar shows it), uploads the update with an EIP-712 signed
-request, then commits the update's hash on-chain with ``submitUpdate`` from its own address.
-Its data never leaves the process.
+the chain, trains locally (a progress bar shows it), and serialises its update canonically with
+its identity (chain, contract, round, its address) in the blob, so a copied commitment is
+detectably someone else's. It uploads the blob with an EIP-712 signed request, keeps the
+aggregator's signed receipt, then commits the hash: directly with ``submitUpdate`` (it pays gas),
+or in relay mode as a signed commitment that the aggregator batches, falling back to a direct
+commit if it is not on-chain by the relay cut-off. Its data never leaves the process.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fedchain.auth import sign_upload
+from fedchain.aggregator.config import MAX_CONFIG_BYTES, RoundRules
+from fedchain.apiclient import ApiClient, error_detail
+from fedchain.auth import recover_receipt_signer, sign_commitment, sign_upload
 from fedchain.chain.accounts import resolve_account
 from fedchain.chain.client import ChainClient, connect_local_or_api
-from fedchain.chain.deployment import Deployment
 from fedchain.chain.types import RoundInfo, RoundStatus
-from fedchain.codec import decode_json, decode_tensors, encode_tensors, load_arrays_into, state_dict_to_arrays
-from fedchain.errors import ConfigError, ContractRevert, FedchainError, HashMismatch
+from fedchain.codec import UpdateIdentity, decode_json, decode_tensors, encode_update, load_arrays_into, state_dict_to_arrays
+from fedchain.console import report_error
+from fedchain.errors import BlobError, ConfigError, ContractRevert, FedchainError, Forbidden
 from fedchain.hashing import commitment
+from fedchain.retry import with_retry
 from fedchain.settings import REPO_ROOT, Settings
 from fedchain.tasks import load_task
 from node.args import build_parser
-from node.retry import TransientHTTPError, with_retry
-
-MAX_CONFIG_BYTES = 1024 * 1024
-
-
-class ApiClient:
-    """The few aggregator API calls a node makes, each checked and retried."""
-
-    def __init__(self, base_url: str, *, max_blob_bytes: int, log: Any) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=30.0)
-        self.max_blob_bytes = max_blob_bytes
-        self.log = log
-
-    def _get(self, path: str) -> httpx.Response:
-        def once() -> httpx.Response:
-            r = self.http.get(path)
-            if r.status_code >= 500 or r.status_code == 429:
-                raise TransientHTTPError(f"HTTP {r.status_code} from {self.base_url}{path}")
-            return r
-
-        return with_retry(once, f"GET {self.base_url}{path}", log=self.log)
-
-    def blob(self, h: str, *, max_bytes: int) -> bytes:
-        r = self._get(f"/blobs/{h}")
-        if r.status_code != 200:
-            raise FedchainError(f"the API has no blob {h} (HTTP {r.status_code})")
-        if len(r.content) > max_bytes:
-            raise FedchainError(f"blob {h} is {len(r.content)} bytes, over the {max_bytes}-byte limit")
-        if commitment(r.content) != h:
-            raise HashMismatch(f"the API served bytes for {h} that hash to {commitment(r.content)}")
-        return r.content
-
-    def deployment(self) -> Deployment:
-        r = self._get("/deployment")
-        if r.status_code != 200:
-            raise ConfigError(f"{self.base_url}/deployment answered HTTP {r.status_code}",
-                              hint="is --api-url the fedchain aggregator?")
-        return Deployment.from_json(r.json())
-
-    def upload(self, round_id: int, blob_hash: str, data: bytes, signature: str) -> httpx.Response:
-        def once() -> httpx.Response:
-            r = self.http.put(
-                f"/rounds/{round_id}/updates/{blob_hash}", content=data,
-                headers={"X-Fedchain-Signature": signature, "Content-Type": "application/octet-stream"},
-            )
-            if r.status_code >= 500 or r.status_code == 429:
-                raise TransientHTTPError(f"HTTP {r.status_code}")
-            return r
-
-        return with_retry(once, f"upload to {self.base_url}", log=self.log)
 
 
 class Participant:
     def __init__(self, *, chain: ChainClient, api: ApiClient, task_spec: str, shard: int, num_shards: int,
-                 data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5) -> None:
+                 data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5,
+                 commit_mode: str = "direct", retry_seconds: float = 300.0, receipts_dir: Path | None = None) -> None:
         self.chain = chain
         self.api = api
         self.task_spec = task_spec
@@ -100,6 +56,10 @@ class Participant:
         self.poll = poll
         self._data: Any = None
         self.me = chain.account.address if chain.account else ""
+        self.commit_mode = commit_mode
+        self.retry_seconds = retry_seconds
+        self.receipts_dir = receipts_dir or Path.cwd() / ".fedchain" / "receipts" / self.me
+        self.aggregator = chain.deployment.aggregator or ""
 
     def log(self, msg: str) -> None:
         self.console.print(f"[dim]node {self.me[:10]}[/] {msg}", highlight=False)
@@ -114,7 +74,7 @@ class Participant:
         return self._data
 
     def _chain(self, fn: Any, what: str) -> Any:
-        return with_retry(fn, what, log=self.log)
+        return with_retry(fn, what, timeout=self.retry_seconds, log=self.log)
 
     def participate(self, info: RoundInfo) -> bool:
         rid = info.round_id
@@ -122,8 +82,9 @@ class Participant:
         if config.get("task") != self.task_spec:
             self.log(f"round {rid} trains task {config.get('task')!r}, this node runs {self.task_spec!r}: skipping")
             return False
-        base = decode_tensors(self.api.blob(info.base_model_hash, max_bytes=self.api.max_blob_bytes),
-                              max_bytes=self.api.max_blob_bytes)
+        rules = RoundRules.of(config)
+        base = decode_tensors(self.api.blob(info.base_model_hash, max_bytes=rules.max_update_bytes),
+                              max_bytes=rules.max_update_bytes)
         params = config.get("task_params") or {}
         training = config.get("training") or {}
         model = self.task.build_model(params, 0)
@@ -141,23 +102,71 @@ class Participant:
                 lr=float(training.get("lr", 1e-3)), seed=int(config.get("seed", 0)) * 1009 + self.shard,
                 progress=progress,
             )
-        blob = encode_tensors(state_dict_to_arrays(model))
+        identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, rid, self.me)
+        blob = encode_update(state_dict_to_arrays(model), identity)
         h = commitment(blob)
+        # The contract caps the weight a node may claim; an honest node with more data claims the cap.
+        samples = min(len(data), info.max_samples)
         signature = sign_upload(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
         r = self.api.upload(rid, h, blob, signature)
         if r.status_code not in (200, 201):
-            detail = _error_detail(r)
-            self.log(f"[red]round {rid}: upload refused (HTTP {r.status_code}): {detail}[/]")
+            self.log(f"[red]round {rid}: upload refused (HTTP {r.status_code}): {error_detail(r)}[/]")
             return False
+        self._keep_receipt(rid, h, r)
         try:
-            tx = self._chain(lambda: self.chain.submit_update(rid, h, len(data)), "submitUpdate")
+            tx = self._commit(info, h, samples)
         except ContractRevert as exc:
             self.log(f"[red]round {rid}: commit refused by the contract: {exc.name} {exc.args_dict}[/]")
             return False
         loss = metrics.get("loss")
-        self.log(f"round {rid}: committed {h[:18]}… ({len(data)} samples, gas {tx.gas_used}"
+        how = f"gas {tx.gas_used}" if tx is not None else "relayed by the aggregator"
+        self.log(f"round {rid}: committed {h[:18]}… ({samples} samples, {how}"
                  + (f", train loss {loss:.4g})" if loss is not None else ")"))
         return True
+
+    def _keep_receipt(self, rid: int, h: str, r: Any) -> None:
+        """Check the aggregator's signed receipt and keep it: proof that it had our blob."""
+        try:
+            receipt = r.json().get("receipt")
+        except ValueError:
+            receipt = None
+        if not receipt:
+            self.log(f"round {rid}: [yellow]the aggregator gave no signed receipt[/]")
+            return
+        signer = recover_receipt_signer(receipt["signature"], self.chain.chain_id, self.chain.rounds_address, rid,
+                                        self.me, h)
+        if self.aggregator and signer.lower() != self.aggregator.lower():
+            self.log(f"round {rid}: [yellow]receipt signed by {signer}, not the deployment's aggregator "
+                     f"{self.aggregator}[/]")
+        self.receipts_dir.mkdir(parents=True, exist_ok=True)
+        path = self.receipts_dir / f"round-{rid}.json"
+        path.write_text(json.dumps({"round": rid, "node": self.me, "blob_hash": h, "signer": signer,
+                                    "signature": receipt["signature"], "chain_id": self.chain.chain_id,
+                                    "contract": self.chain.rounds_address}, indent=2))
+        self.log(f"round {rid}: upload receipt {receipt['signature'][:18]}… signed by {signer} (kept in {path})")
+
+    def _commit(self, info: RoundInfo, h: str, samples: int) -> Any:
+        """Commit ``h``: directly, or relayed with a direct fallback at the relay cut-off.
+        Returns the direct transaction's result, or None when the relay put it on-chain."""
+        rid = info.round_id
+        if self.commit_mode == "relay":
+            sig = sign_commitment(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h, samples)
+            r = self.api.post_commitment(rid, h, samples, sig)
+            if r.status_code == 202:
+                self.log(f"round {rid}: signed commitment posted for relaying; watching the chain until the "
+                         f"relay cut-off")
+                while self._chain(self.chain.block_timestamp, "read the chain time") <= info.relay_closes_at + 1:
+                    if self._chain(lambda: self.chain.has_committed(rid, self.me), "hasCommitted"):
+                        return None
+                    time.sleep(self.poll)
+                if self._chain(lambda: self.chain.has_committed(rid, self.me), "hasCommitted"):
+                    return None
+                self.log(f"[yellow]round {rid}: the relayed commitment is not on-chain by the cut-off; "
+                         f"committing directly[/]")
+            else:
+                self.log(f"[yellow]round {rid}: relay refused (HTTP {r.status_code}: {error_detail(r)}); "
+                         f"committing directly[/]")
+        return self._chain(lambda: self.chain.submit_update(rid, h, samples), "submitUpdate")
 
     def run(self, rounds: int | None) -> int:
         handled: set[int] = set()
@@ -172,16 +181,20 @@ class Participant:
             handled.add(rid)
             if info.status != RoundStatus.OPEN:
                 continue
-            if self._chain(lambda: self.chain.get_commitment(rid, self.me), "getCommitment") is not None:
+            if self._chain(lambda: self.chain.has_committed(rid, self.me), "hasCommitted"):
                 self.log(f"round {rid}: already committed (restarted?)")
-            elif time.time() > info.deadline:
-                self.log(f"round {rid}: deadline passed before we saw it; waiting for the next round")
+            elif self._chain(self.chain.block_timestamp, "read the chain time") > info.deadline:
+                self.log(f"round {rid}: deadline passed (chain time) before we saw it; waiting for the next round")
+                continue
+            elif not self._chain(lambda: self.chain.is_eligible(rid, self.me), "isEligible"):
+                self.log(f"round {rid}: this node is not eligible (admitted after the round opened, or not "
+                         f"selected); waiting for the next round")
                 continue
             else:
                 try:
                     if not self.participate(info):
                         continue
-                except (HashMismatch, ConfigError) as exc:
+                except (BlobError, ConfigError, Forbidden) as exc:
                     self.log(f"[red]round {rid}: {exc}[/]")
                     continue
             done += 1
@@ -189,36 +202,31 @@ class Participant:
         return 0
 
 
-def _error_detail(r: httpx.Response) -> str:
-    try:
-        body = r.json()
-        return str(body.get("detail") or body)
-    except ValueError:
-        return r.text[:200]
-
-
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
     console = console or Console(stderr=False)
+    if not 0 <= args.shard < args.num_shards:
+        raise ConfigError(f"--shard {args.shard} is not in 0..{args.num_shards - 1}",
+                          hint="shards are numbered from 0: --shard 0 .. --shard NUM_SHARDS-1")
     account = resolve_account(private_key=args.private_key, keystore=args.keystore, dev_index=args.dev_account)
     settings = Settings()
-    api = ApiClient(args.api_url, max_blob_bytes=settings.max_blob_bytes, log=console.print)
+    api = ApiClient(args.api_url, log=console.print, retry_seconds=args.retry_seconds, reader=account)
     chain = with_retry(
         lambda: connect_local_or_api(args.rpc_url, deployments_dir=settings.deployments_dir, repo_root=REPO_ROOT,
                                      api_deployment=api.deployment, account=account),
-        f"connect to {args.rpc_url}", attempts=3, log=console.print,
+        f"connect to {args.rpc_url}", timeout=args.retry_seconds, log=console.print,
     )
+    api.chain_id, api.contract = chain.chain_id, chain.rounds_address
     if not chain.is_active_node(account.address):
         raise ConfigError(f"{account.address} is not an active node of the registry {chain.registry_address}",
                           hint="ask the admin to run `fedchain admit ADDRESS`")
     participant = Participant(chain=chain, api=api, task_spec=args.task, shard=args.shard,
                               num_shards=args.num_shards, data_seed=args.data_seed, data_file=args.data,
-                              console=console)
+                              console=console, commit_mode=args.commit_mode, retry_seconds=args.retry_seconds,
+                              receipts_dir=args.receipts_dir)
     return participant.run(args.rounds)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fedchain.cli import report_error
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = build_parser().parse_args(argv)
     console = Console()

@@ -1,9 +1,19 @@
 """The deterministic core of a round, shared by the aggregator and by ``fedchain verify``.
 
-Given the round config, the base model and the on-chain commitments, and a way to fetch blobs by
-hash, it decides which updates are accepted (and why the others are not), merges the accepted ones
-with the configured strategy, and serialises the result canonically. Anyone running this on the
-same public inputs gets the same bytes, hence the same hash as the chain.
+Two steps, both pure functions of their inputs:
+
+1. :func:`decide` checks each on-chain commitment against the blob it names (if any), in node
+   order, and says why an update is rejected: ``missing_upload``, ``hash_mismatch``,
+   ``duplicate_update`` (a hash another node committed first), ``not_own_update`` (the blob names
+   another sender, round, chain or contract: a copied commitment), or a codec reason
+   (``malformed``, ``wrong_shape``, ``non_finite``...).
+2. :func:`merge` combines the accepted updates with the configured strategy and serialises the
+   model canonically.
+
+The aggregator runs both on what it received. ``verify`` runs :func:`merge` on the updates the
+round report says were accepted (every one of which it re-checks with :func:`check_update`), so
+its verdict depends only on the chain, the committed config and the blobs the report references,
+never on what a store happens to hold later.
 """
 
 from __future__ import annotations
@@ -13,8 +23,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from fedchain.aggregator.config import RoundRules
 from fedchain.chain.types import Commitment
-from fedchain.codec import decode_tensors, encode_tensors, tensor_spec
+from fedchain.codec import UpdateIdentity, decode_update, encode_tensors, tensor_spec
 from fedchain.errors import InvalidBlob
 from fedchain.hashing import commitment
 from fedchain.strategy import ClientUpdate, get_strategy
@@ -22,6 +33,8 @@ from fedchain.strategy import ClientUpdate, get_strategy
 #: Reason codes in round reports (the text after the colon explains).
 MISSING_UPLOAD = "missing_upload"
 HASH_MISMATCH = "hash_mismatch"
+DUPLICATE_UPDATE = "duplicate_update"
+NOT_OWN_UPDATE = "not_own_update"
 
 
 @dataclass(frozen=True)
@@ -32,6 +45,11 @@ class UpdateDecision:
     accepted: bool
     reason: str | None
     weight: float = 0.0
+
+    @property
+    def code(self) -> str | None:
+        """The reason code alone (``missing_upload``...), without its explanation."""
+        return None if self.reason is None else self.reason.split(":", 1)[0]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,10 +79,23 @@ class RoundComputation:
         return [d for d in self.decisions if not d.accepted]
 
 
+@dataclass(frozen=True)
+class RoundContext:
+    """What identifies a round's updates: the blob of node N must name (chain, contract, round, N)."""
+
+    chain_id: int
+    contract: str
+    round_id: int
+
+    def identity(self, node: str) -> UpdateIdentity:
+        return UpdateIdentity(chain_id=self.chain_id, contract=self.contract, round=self.round_id, node=node)
+
+
 def check_update(
     data: bytes | None,
     c: Commitment,
     spec: Mapping[str, tuple[int, ...]],
+    ctx: RoundContext,
     max_bytes: int,
     uploaded_hashes: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
@@ -72,50 +103,68 @@ def check_update(
     if data is None:
         others = [h for h in uploaded_hashes if h != c.update_hash]
         if others:
-            return None, (
-                f"{HASH_MISMATCH}: the node uploaded {others[0]} but committed {c.update_hash}"
-            )
+            return None, f"{HASH_MISMATCH}: the node uploaded {others[0]} but committed {c.update_hash}"
         return None, f"{MISSING_UPLOAD}: no blob with the committed hash {c.update_hash} was uploaded"
+    if len(data) > max_bytes:
+        return None, f"too_large: blob is {len(data)} bytes, the round's limit is {max_bytes}"
     actual = commitment(data)
     if actual != c.update_hash:
         return None, f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
     try:
-        return decode_tensors(data, max_bytes=max_bytes, expected=spec), None
+        return decode_update(data, identity=ctx.identity(c.node), max_bytes=max_bytes, expected=spec), None
     except InvalidBlob as exc:
         return None, f"{exc.reason}: {exc.message}"
 
 
-def compute_round(
+def decide(
     config: Mapping[str, Any],
     base: Mapping[str, np.ndarray],
     commitments: Sequence[Commitment],
     fetch: Callable[[str], bytes | None],
+    ctx: RoundContext,
     *,
-    max_bytes: int,
-    min_updates: int,
     uploads: Callable[[str], Sequence[str]] | None = None,
-) -> RoundComputation:
-    """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent."""
+) -> list[tuple[UpdateDecision, dict[str, np.ndarray] | None]]:
+    """Check every commitment (``commitments`` in commit order, as the chain lists them).
+
+    A hash committed by several nodes is checked once, for the first committer; the others are
+    ``duplicate_update``. (If the blob names a later committer, the first gets ``not_own_update``:
+    either way only the node the blob names can be accepted, once.)"""
+    rules = RoundRules.of(config)
     spec = tensor_spec(base)
-    ordered = sorted(commitments, key=lambda c: c.node.lower())
-    checked: list[tuple[Commitment, dict[str, np.ndarray] | None, str | None]] = []
-    for c in ordered:
-        weights, reason = check_update(fetch(c.update_hash), c, spec, max_bytes, uploads(c.node) if uploads else ())
-        checked.append((c, weights, reason))
-    accepted = [ClientUpdate(node=c.node, weights=w, num_samples=c.num_samples) for c, w, _ in checked if w is not None]
-    strat = config.get("strategy") or {"name": "fedavg", "params": {}}
-    strategy = get_strategy(strat["name"], strat.get("params") or {})
+    first_by_hash: dict[str, str] = {}
+    for c in commitments:
+        first_by_hash.setdefault(c.update_hash, c.node)
+    out: list[tuple[UpdateDecision, dict[str, np.ndarray] | None]] = []
+    for c in sorted(commitments, key=lambda c: c.node.lower()):
+        if first_by_hash[c.update_hash] != c.node:
+            reason: str | None = (f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by "
+                                  f"{first_by_hash[c.update_hash]}")
+            weights = None
+        else:
+            weights, reason = check_update(fetch(c.update_hash), c, spec, ctx, rules.max_update_bytes,
+                                           uploads(c.node) if uploads else ())
+        out.append((UpdateDecision(c.node, c.update_hash, c.num_samples, weights is not None, reason), weights))
+    return out
+
+
+def merge(
+    config: Mapping[str, Any],
+    base: Mapping[str, np.ndarray],
+    checked: Sequence[tuple[UpdateDecision, dict[str, np.ndarray] | None]],
+    *,
+    min_updates: int,
+) -> RoundComputation:
+    """Merge the accepted updates with the config's strategy (below quorum: no model)."""
+    rules = RoundRules.of(config)
+    accepted = [ClientUpdate(node=d.node, weights=w, num_samples=min(d.num_samples, rules.max_samples))
+                for d, w in checked if d.accepted and w is not None]
+    strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
     weights = strategy.weights(accepted) if accepted else {}
     decisions = [
-        UpdateDecision(
-            node=c.node,
-            update_hash=c.update_hash,
-            num_samples=c.num_samples,
-            accepted=w is not None,
-            reason=reason,
-            weight=float(weights.get(c.node, 0.0)) if w is not None else 0.0,
-        )
-        for c, w, reason in checked
+        UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
+                       float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
+        for d, _ in checked
     ]
     result = RoundComputation(decisions=decisions)
     if len(accepted) >= max(1, min_updates):
@@ -124,3 +173,17 @@ def compute_round(
         result.model_bytes = encode_tensors(model)
         result.model_hash = commitment(result.model_bytes)
     return result
+
+
+def compute_round(
+    config: Mapping[str, Any],
+    base: Mapping[str, np.ndarray],
+    commitments: Sequence[Commitment],
+    fetch: Callable[[str], bytes | None],
+    ctx: RoundContext,
+    *,
+    min_updates: int,
+    uploads: Callable[[str], Sequence[str]] | None = None,
+) -> RoundComputation:
+    """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent."""
+    return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads), min_updates=min_updates)

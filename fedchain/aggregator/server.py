@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-import uvicorn
+from typing import Any
 
+import uvicorn
+from eth_account.signers.local import LocalAccount
+
+from fedchain.aggregator.relay import RelayQueue
 from fedchain.api import create_app
 from fedchain.chain.client import ChainClient
 from fedchain.devchain import port_open
@@ -22,18 +26,32 @@ class ApiServer:
     thread: threading.Thread
     indexer: Indexer
     url: str
+    app: Any = None
+    #: Signed commitments nodes post for relaying; the round loop drains it.
+    relay: RelayQueue | None = None
+
+    def set_loop_status(self, state: str, detail: str | None) -> None:
+        """The round loop's health, shown by ``/health``."""
+        if self.app is not None:
+            self.app.state.loop_status = {"state": state, "detail": detail}
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
 
-def start_api(settings: Settings, chain: ChainClient, store: BlobStore, *, timeout: float = 20.0) -> ApiServer:
+def start_api(settings: Settings, chain: ChainClient, store: BlobStore, *, timeout: float = 20.0,
+              signer: LocalAccount | None = None) -> ApiServer:
+    """Start the API (real uvicorn) in a thread. ``signer`` (the aggregator's key) signs upload receipts."""
     if port_open(settings.api_host, settings.api_port):
         raise ConfigError(f"port {settings.api_port} is already in use", hint="pass another --port (FEDCHAIN_API_PORT)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     indexer = Indexer(chain, store, settings.resolved_db_url())
+    relay = RelayQueue()
     app = create_app(settings, chain=chain, store=store, indexer=indexer)
+    # Read by the routes at request time: the receipt key and the relay queue the round loop drains.
+    app.state.signer = signer
+    app.state.relay = relay
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
@@ -45,5 +63,5 @@ def start_api(settings: Settings, chain: ChainClient, store: BlobStore, *, timeo
             raise ConfigError(f"the API did not start on {settings.api_host}:{settings.api_port}")
         time.sleep(0.05)
     return ApiServer(server=server, thread=thread, indexer=indexer,
-                     url=f"http://{settings.api_host}:{settings.api_port}")
+                     url=f"http://{settings.api_host}:{settings.api_port}", app=app, relay=relay)
 

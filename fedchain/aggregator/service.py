@@ -1,10 +1,15 @@
 """The aggregator's round loop.
 
-One round: write the round config blob, ``openRound``, wait for the deadline or for every active
-node to commit, fetch and check each committed update, merge the accepted ones
-(:func:`fedchain.aggregator.compute.compute_round`), store the model and the round report, then
+One round: write the round config blob (every result-affecting setting, see
+:mod:`fedchain.aggregator.config`), ``openRound`` with a deadline in chain time, relay the signed
+commitments nodes post to the API, wait until every eligible node has committed or the deadline
+has passed *by chain time*, read the round and its commitment list at one block, check and merge
+(:func:`fedchain.aggregator.compute.compute_round`), store the model and the report, then
 ``finalizeRound``. Without quorum the round is expired once ``deadline + gracePeriod`` has passed.
-The aggregator is trusted for liveness only: anyone can recompute a round (``fedchain verify``).
+
+The aggregator is trusted for liveness only: anyone can recompute a round (``fedchain verify``),
+and the contract refuses an early close while an eligible node has not committed. An RPC outage
+does not end the loop: it retries with capped backoff and reports ``degraded`` meanwhile.
 """
 
 from __future__ import annotations
@@ -15,18 +20,22 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fedchain.aggregator.compute import RoundComputation, compute_round
+from fedchain.aggregator.compute import RoundComputation, RoundContext, compute_round
+from fedchain.aggregator.config import (
+    CONFIG_VERSION, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_UPDATE_BYTES, MAX_CONFIG_BYTES, RoundRules,
+)
+from fedchain.aggregator.relay import RelayQueue
 from fedchain.chain.client import ChainClient
-from fedchain.chain.types import RoundStatus
+from fedchain.chain.types import RoundParams, RoundStatus
 from fedchain.codec import decode_json, decode_tensors, encode_json, encode_tensors, load_arrays_into, state_dict_to_arrays
-from fedchain.errors import BlobNotFound, ConfigError, ContractRevert
+from fedchain.errors import BlobNotFound, ChainError, ConfigError, ContractRevert, RpcUnavailable
 from fedchain.hashing import commitment
 from fedchain.store import BlobStore
 from fedchain.strategy import get_strategy
 
-CONFIG_VERSION = 1
-MAX_CONFIG_BYTES = 1024 * 1024
-REPORT_VERSION = 1
+REPORT_VERSION = 2
+#: Longest wait between retries while the chain is unreachable.
+MAX_BACKOFF = 10.0
 
 
 @dataclass
@@ -64,11 +73,15 @@ def genesis_model(task: Any, task_params: dict[str, Any], seed: int) -> tuple[by
 
 def build_config(
     *, task_spec: str, task_params: dict[str, Any], training: dict[str, Any], strategy: dict[str, Any],
-    seed: int, round_id: int, min_updates: int, eval_seed: int,
+    seed: int, round_id: int, min_updates: int, eval_seed: int, max_samples: int = DEFAULT_MAX_SAMPLES,
+    max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES, relay_cutoff: int = 0, selection_rate: int = 0,
+    update_access: str = "members",
 ) -> dict[str, Any]:
-    return {
+    """A version-2 round config; :class:`RoundRules` checks it."""
+    config = {
         "version": CONFIG_VERSION,
         "round": round_id,
+        "mode": "transparent",
         "task": task_spec,
         "task_params": task_params,
         "training": training,
@@ -76,7 +89,14 @@ def build_config(
         "seed": seed,
         "eval_seed": eval_seed,
         "min_updates": min_updates,
+        "max_samples": max_samples,
+        "selection_rate": selection_rate,
+        "limits": {"max_update_bytes": max_update_bytes},
+        "relay": {"cutoff_seconds": relay_cutoff},
+        "blobs": {"updates": update_access},
     }
+    RoundRules.of(config)
+    return config
 
 
 class Aggregator:
@@ -93,11 +113,18 @@ class Aggregator:
         strategy_params: dict[str, Any] | None = None,
         seed: int = 0,
         model_seed: int = 0,
-        max_blob_bytes: int = 64 * 1024 * 1024,
+        max_blob_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
+        max_samples: int = DEFAULT_MAX_SAMPLES,
+        relay_cutoff: int = 5,
+        selection_rate: int = 0,
+        update_access: str = "members",
+        relay: RelayQueue | None = None,
+        censor: Sequence[str] = (),
         poll_interval: float = 0.5,
         uploads_lookup: Callable[[int, str], Sequence[str]] | None = None,
         on_sync: Callable[[], Any] | None = None,
         on_wait: Callable[[int, int, int, float], None] | None = None,
+        on_status: Callable[[str, str | None], None] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.chain = chain
@@ -110,12 +137,28 @@ class Aggregator:
         self.seed = seed
         self.model_seed = model_seed
         self.max_blob_bytes = max_blob_bytes
+        self.max_samples = max_samples
+        self.relay_cutoff = relay_cutoff
+        self.selection_rate = selection_rate
+        self.update_access = update_access
+        self.relay = relay
+        #: Misbehaviour for tests of the direct-commit fallback: never relay these nodes.
+        self.censor = {c.lower() for c in censor}
         self.poll = poll_interval
         self.uploads_lookup = uploads_lookup
         self.on_sync = on_sync
         #: progress while a round waits: (round, committed, expected, seconds to the deadline)
         self.on_wait = on_wait
+        #: ("ok" | "degraded", detail) whenever the loop's health changes
+        self.on_status = on_status
         self.log = log
+        self._status: tuple[str, str | None] = ("ok", None)
+
+    def _set_status(self, state: str, detail: str | None = None) -> None:
+        if (state, detail) != self._status:
+            self._status = (state, detail)
+            if self.on_status:
+                self.on_status(state, detail)
 
     # -- genesis -------------------------------------------------------------------------------
     def ensure_genesis(self) -> str:
@@ -149,12 +192,15 @@ class Aggregator:
             hint="point FEDCHAIN_DATA_DIR at the store that produced it",
         )
 
-    def _base_arrays(self, base_hash: str) -> dict[str, np.ndarray]:
+    def _base_arrays(self, base_hash: str, max_bytes: int) -> dict[str, np.ndarray]:
         try:
             data = self.store.get(base_hash)
         except BlobNotFound as exc:
             raise self._missing_base(base_hash) from exc
-        return decode_tensors(data, max_bytes=self.max_blob_bytes)
+        return decode_tensors(data, max_bytes=max_bytes)
+
+    def _config(self, config_hash: str) -> dict[str, Any]:
+        return decode_json(self.store.get(config_hash), max_bytes=MAX_CONFIG_BYTES)
 
     # -- one round -----------------------------------------------------------------------------
     def open_round(self, *, min_updates: int, round_seconds: float) -> tuple[int, dict[str, Any]]:
@@ -163,13 +209,12 @@ class Aggregator:
             info = self.chain.get_round(current)
             if info.status == RoundStatus.OPEN and self.store.has(info.config_hash):
                 # We opened it before a restart: pick it up where it is, nothing is lost.
-                config = decode_json(self.store.get(info.config_hash), max_bytes=MAX_CONFIG_BYTES)
                 self.log(f"resuming round {current}, still open on-chain")
-                return current, {"config": config}
+                return current, {"config": self._config(info.config_hash)}
             # Past deadline + grace the contract expires a stale open round itself in openRound.
-            if info.status == RoundStatus.OPEN and time.time() <= info.deadline + self.chain.grace_period() + 1:
+            if info.status == RoundStatus.OPEN and self.chain.block_timestamp() <= info.deadline + self.chain.grace_period():
                 raise ConfigError(
-                    f"round {current} is still open on-chain",
+                    f"round {current} is still open on-chain and was not opened by this aggregator's store",
                     hint="wait for it to be finalized or expired (anyone may call expireRound after the grace period)",
                 )
         base = self.chain.latest_model_hash()
@@ -179,45 +224,74 @@ class Aggregator:
         config = build_config(
             task_spec=self.task_spec, task_params=self.task_params, training=self.training,
             strategy=self.strategy, seed=self.seed * 1_000_003 + round_id, round_id=round_id,
-            min_updates=min_updates, eval_seed=self.seed,
+            min_updates=min_updates, eval_seed=self.seed, max_samples=self.max_samples,
+            max_update_bytes=self.max_blob_bytes, relay_cutoff=self.relay_cutoff,
+            selection_rate=self.selection_rate, update_access=self.update_access,
         )
         config_hash = self.store.put(encode_json(config))
-        deadline = int(time.time() + round_seconds)
-        rid, tx = self.chain.open_round(base, config_hash, deadline, min_updates)
+        rules = RoundRules.of(config)
+        # The deadline is chain time: the contract judges it, never our clock.
+        deadline = int(self.chain.block_timestamp() + round_seconds)
+        params = RoundParams(deadline=deadline, min_updates=min_updates, max_samples=rules.max_samples,
+                             selection_rate=rules.selection_rate, relay_cutoff=rules.relay_cutoff)
+        rid, tx = self.chain.open_round(base, config_hash, params)
         return rid, {"config": config, "open_gas": tx.gas_used}
 
+    def relay_pending(self, round_id: int, relay_closes_at: int) -> int:
+        """Relay queued signed commitments of ``round_id`` in one batch; returns how many were sent."""
+        if self.relay is None:
+            return 0
+        entries = [e for e in self.relay.take(round_id) if e.node.lower() not in self.censor]
+        if not entries:
+            return 0
+        if self.chain.block_timestamp() > relay_closes_at:
+            self.log(f"round {round_id}: {len(entries)} relayed commitment(s) arrived after the relay cut-off; "
+                     "their nodes commit directly")
+            return 0
+        try:
+            tx = self.chain.submit_batch(round_id, [(e.update_hash, e.num_samples, e.signature) for e in entries])
+        except ContractRevert as exc:
+            self.log(f"round {round_id}: relay refused by the contract: {exc.name}; nodes fall back to direct commits")
+            return 0
+        skipped = [e for e in tx.events if e.name == "CommitmentSkipped"]
+        self.log(f"round {round_id}: relayed {len(entries) - len(skipped)} commitment(s) in one batch "
+                 f"(gas {tx.gas_used:,}" + (f", {len(skipped)} skipped" if skipped else "") + ")")
+        return len(entries)
+
     def wait_for_commitments(self, round_id: int) -> None:
-        """Until every active node committed, or the deadline passed."""
-        info = self.chain.get_round(round_id)
+        """Until every eligible node committed (the contract then allows an early close), or the
+        deadline passed by chain time. Relays queued commitments meanwhile."""
         while True:
-            expected = max(1, self.chain.node_count())
-            if info.commit_count >= expected or time.time() > info.deadline + 1:
+            info = self.chain.get_round(round_id)
+            self.relay_pending(round_id, info.relay_closes_at)
+            info = self.chain.get_round(round_id)
+            now = self.chain.block_timestamp()
+            if info.may_close_early() or now > info.deadline:
                 return
             if self.on_wait:
-                self.on_wait(round_id, info.commit_count, expected, max(0.0, info.deadline - time.time()))
-            time.sleep(self.poll)
-            info = self.chain.get_round(round_id)
+                self.on_wait(round_id, info.commit_count, info.eligible_count, max(0.0, info.deadline - now))
+            if self.relay is not None:
+                self.relay.arrived.wait(self.poll)
+            else:
+                time.sleep(self.poll)
 
     def run_round(self, *, min_updates: int, round_seconds: float) -> RoundSummary:
         rid, opened = self.open_round(min_updates=min_updates, round_seconds=round_seconds)
         config = opened["config"]
+        rules = RoundRules.of(config)
         if "open_gas" in opened:
-            self.log(f"round {rid} opened (deadline in {round_seconds:.0f} s, quorum {min_updates})")
+            self.log(f"round {rid} opened (deadline in {round_seconds:.0f} s of chain time, quorum {min_updates})")
         self.wait_for_commitments(rid)
-        info = self.chain.get_round(rid)
-        min_updates = info.min_updates  # the round's own quorum (a resumed round keeps its own)
-        base = self._base_arrays(info.base_model_hash)
+        # The commit phase is over: the list cannot change any more. Read it at one block.
+        info, commitments = self.chain.round_view(rid)
+        base = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
 
         def fetch(h: str) -> bytes | None:
             return self.store.get(h) if self.store.has(h) else None
 
         uploads = (lambda node: self.uploads_lookup(rid, node)) if self.uploads_lookup else None
-        while True:
-            commitments = self.chain.commitments(rid)
-            comp = compute_round(config, base, commitments, fetch, max_bytes=self.max_blob_bytes,
-                                 min_updates=min_updates, uploads=uploads)
-            if self.chain.get_round(rid).commit_count == len(commitments):
-                break  # no commitment slipped in while we computed
+        ctx = RoundContext(self.chain.chain_id, self.chain.rounds_address, rid)
+        comp = compute_round(config, base, commitments, fetch, ctx, min_updates=info.min_updates, uploads=uploads)
         gas = {"open": opened["open_gas"]} if "open_gas" in opened else {}
         if comp.model_hash is None:
             return self._expire(rid, info.deadline, comp, gas)
@@ -249,7 +323,15 @@ class Aggregator:
             "metrics": metrics,
         }
         report_hash = self.store.put(encode_json(report))
-        tx = self.chain.finalize_round(rid, comp.model_hash, report_hash, len(comp.accepted))
+        for attempt in range(30):
+            try:
+                tx = self.chain.finalize_round(rid, comp.model_hash, report_hash, len(comp.accepted))
+                break
+            except ContractRevert as exc:
+                # Our view said the commit phase was over; the next block's time will agree.
+                if exc.name != "CommitPhaseOpen" or attempt == 29:
+                    raise
+                time.sleep(1)
         gas["finalize"] = tx.gas_used
         if self.on_sync:
             self.on_sync()
@@ -261,11 +343,10 @@ class Aggregator:
 
     def _expire(self, rid: int, deadline: int, comp: RoundComputation, gas: dict[str, int]) -> RoundSummary:
         grace = self.chain.grace_period()
-        wait = deadline + grace + 1 - time.time()
-        self.log(f"round {rid}: {len(comp.accepted)} valid update(s), below quorum; expiring in {max(0, wait):.0f} s")
-        if wait > 0:
-            time.sleep(wait)
-        for attempt in range(10):
+        self.log(f"round {rid}: {len(comp.accepted)} valid update(s), below quorum; expiring after the grace period")
+        while self.chain.block_timestamp() <= deadline + grace:
+            time.sleep(min(1.0, self.poll * 2))
+        for attempt in range(30):
             try:
                 tx = self.chain.expire_round(rid)
                 gas["expire"] = tx.gas_used
@@ -273,9 +354,9 @@ class Aggregator:
             except ContractRevert as exc:
                 if exc.name == "RoundNotOpen":  # someone else expired it first: fine
                     break
-                if exc.name != "ExpiryNotReached" or attempt == 9:
+                if exc.name != "ExpiryNotReached" or attempt == 29:
                     raise
-                time.sleep(2)  # the chain's clock lags ours: wait for a later block
+                time.sleep(1)  # the next block's timestamp decides
         if self.on_sync:
             self.on_sync()
         return RoundSummary(
@@ -284,12 +365,31 @@ class Aggregator:
         )
 
     def run(self, *, rounds: int, min_updates: int, round_seconds: float,
-            on_round: Callable[[RoundSummary], None] | None = None) -> list[RoundSummary]:
-        self.ensure_genesis()
+            on_round: Callable[[RoundSummary], None] | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> list[RoundSummary]:
+        """Run ``rounds`` rounds. An unreachable chain is retried with capped backoff (a round
+        already opened is resumed, nothing is lost); the status is ``degraded`` meanwhile."""
+        self._with_retries(self.ensure_genesis, "set up the genesis model", sleep)
         out = []
-        for _ in range(rounds):
-            summary = self.run_round(min_updates=min_updates, round_seconds=round_seconds)
+        while len(out) < rounds:
+            summary = self._with_retries(
+                lambda: self.run_round(min_updates=min_updates, round_seconds=round_seconds), "run a round", sleep)
             out.append(summary)
             if on_round:
                 on_round(summary)
         return out
+
+    def _with_retries(self, fn: Callable[[], Any], what: str, sleep: Callable[[float], None]) -> Any:
+        delay = 0.5
+        while True:
+            try:
+                result = fn()
+                self._set_status("ok")
+                return result
+            except (RpcUnavailable, ChainError) as exc:
+                if isinstance(exc, ContractRevert):
+                    raise
+                self._set_status("degraded", f"cannot {what}: {exc.message}")
+                self.log(f"[yellow]cannot {what}: {exc.message}; retrying in {delay:.1f} s[/]")
+                sleep(delay)
+                delay = min(MAX_BACKOFF, delay * 2)

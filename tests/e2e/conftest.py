@@ -27,7 +27,7 @@ def federation(tmp_path_factory) -> Federation:
     chain_port, api_port = free_port(), free_port()
     rpc_url, api_url = f"http://127.0.0.1:{chain_port}", f"http://127.0.0.1:{api_port}"
     deployments_dir, data_dir = workdir / "deployments", workdir / "aggregator"
-    anvil = start_anvil(chain_port, log_path=workdir / "anvil.log")
+    anvil = start_anvil(chain_port, log_path=workdir / "anvil.log", block_time=1)
     procs: list[subprocess.Popen] = [anvil]
     env = env_with_repo()
     env.update({"FEDCHAIN_RPC_URL": rpc_url, "FEDCHAIN_API_URL": api_url,

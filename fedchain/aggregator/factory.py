@@ -1,0 +1,26 @@
+"""Build an :class:`Aggregator` from command-line options (used by ``fedchain aggregator`` and the demo)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from fedchain.aggregator.service import Aggregator
+from fedchain.settings import Settings
+from fedchain.tasks import load_task
+
+
+def build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: Any, api: Any,
+                     log: Callable[[str], None]) -> tuple[Aggregator, Any]:
+    task = load_task(args.task)
+    agg = Aggregator(
+        chain, store, task, task_spec=args.task, strategy=getattr(args, "strategy", "fedavg"), seed=args.seed,
+        model_seed=getattr(args, "model_seed", 0), max_blob_bytes=s.max_blob_bytes,
+        max_samples=getattr(args, "max_samples", None) or 1_000_000,
+        relay_cutoff=int(getattr(args, "relay_cutoff", 5)),
+        update_access="public" if getattr(args, "public_updates", False) else "members",
+        relay=getattr(api, "relay", None), censor=getattr(args, "censor", None) or (),
+        poll_interval=s.poll_interval, uploads_lookup=api.indexer.uploads_for, on_sync=api.indexer.sync,
+        on_status=getattr(api, "set_loop_status", None), log=log,
+    )
+    return agg, task

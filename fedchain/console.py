@@ -1,0 +1,42 @@
+"""Console helpers shared by the commands (the CLI, the demo, the node). Nothing imports ``cli``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fedchain.errors import FedchainError
+
+console = Console(width=None if sys.stdout.isatty() else 120)
+
+
+def report_error(exc: FedchainError, con: Console | None = None) -> int:
+    """Print ``error: ...`` (and ``hint: ...``) as one line each; return the exit code."""
+    con = con or Console(stderr=True)
+    con.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        con.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+    return exc.exit_code
+
+
+def gas(value: int | None) -> str:
+    return f"{value:,}" if value is not None else "-"
+
+
+def round_table(summaries: list[Any], metric: str) -> Table:
+    """The per-round table of the aggregator and the demo."""
+    t = Table(title="fedchain rounds")
+    for col, justify in (("round", "right"), ("status", "left"), ("accepted", "right"), ("rejected", "right"),
+                         ("global model hash", "left"), ("gas open", "right"), ("gas close", "right"),
+                         (f"val {metric}", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for s in summaries:
+        m = s.metrics.get(metric)
+        h = s.global_model_hash
+        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:10]}…{h[-4:]}" if h else "-",
+                  gas(s.gas.get("open")), gas(s.gas.get("finalize", s.gas.get("expire"))),
+                  f"{m:.4f}" if m is not None else "-")
+    return t
