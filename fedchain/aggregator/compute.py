@@ -127,23 +127,25 @@ def decide(
 ) -> list[tuple[UpdateDecision, dict[str, np.ndarray] | None]]:
     """Check every commitment (``commitments`` in commit order, as the chain lists them).
 
-    A hash committed by several nodes is checked once, for the first committer; the others are
-    ``duplicate_update``. (If the blob names a later committer, the first gets ``not_own_update``:
-    either way only the node the blob names can be accepted, once.)"""
+    Each is checked on its own: the blob names its sender, so of several nodes that commit the
+    same hash only the one it names can pass, whoever committed first (a copier that front-runs
+    the owner gets ``not_own_update``, the owner is accepted). When the blob is absent, the later
+    committers of a shared hash are ``duplicate_update`` and the first ``missing_upload``."""
     rules = RoundRules.of(config)
     spec = tensor_spec(base)
     first_by_hash: dict[str, str] = {}
     for c in commitments:
         first_by_hash.setdefault(c.update_hash, c.node)
+    blobs: dict[str, bytes | None] = {}
     out: list[tuple[UpdateDecision, dict[str, np.ndarray] | None]] = []
     for c in sorted(commitments, key=lambda c: c.node.lower()):
-        if first_by_hash[c.update_hash] != c.node:
-            reason: str | None = (f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by "
-                                  f"{first_by_hash[c.update_hash]}")
-            weights = None
-        else:
-            weights, reason = check_update(fetch(c.update_hash), c, spec, ctx, rules.max_update_bytes,
-                                           uploads(c.node) if uploads else ())
+        if c.update_hash not in blobs:
+            blobs[c.update_hash] = fetch(c.update_hash)
+        weights, reason = check_update(blobs[c.update_hash], c, spec, ctx, rules.max_update_bytes,
+                                       uploads(c.node) if uploads else ())
+        first = first_by_hash[c.update_hash]
+        if weights is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
+            reason = f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by {first}"
         out.append((UpdateDecision(c.node, c.update_hash, c.num_samples, weights is not None, reason), weights))
     return out
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from fedchain.aggregator import Aggregator
-from fedchain.aggregator.compute import compute_round
+from fedchain.aggregator.compute import RoundContext, compute_round
 from fedchain.chain.types import Commitment, RoundStatus
-from fedchain.codec import decode_json, decode_tensors, encode_tensors
+from fedchain.codec import UpdateIdentity, decode_json, decode_tensors, encode_update
+from fedchain.errors import RpcUnavailable
 from fedchain.errors import ConfigError
 from fedchain.hashing import commitment
 from fedchain.store import FilesystemStore
@@ -54,17 +55,17 @@ class ChainAdapter(FakeChain):
     def grace_period(self):  # type: ignore[override]
         return self.grace
 
-    def open_round(self, base, config, deadline, min_updates):  # type: ignore[override]
-        rid = super().open_round(base, config, deadline, min_updates)
+    def open_round(self, base, config, params):  # type: ignore[override]
+        rid = super().open_round(base, config, params)
+        tx = self._txs[self._log[-1].tx_hash].result
         if self.on_open:
             self.on_open(rid)
-        return rid, self._txs[self._log[-1].tx_hash].result
+        return rid, tx
 
-    def submit_update(self, round_id, node, update_hash, num_samples):  # type: ignore[override]
-        return super().submit_update(round_id, node, update_hash, num_samples)
-
-    def commitments(self, round_id):
-        return sorted((c for (r, _), c in self._commitments.items() if r == round_id), key=lambda c: c.node.lower())
+    def block_timestamp(self, block=None):  # type: ignore[override]
+        """Chain time moves on while the aggregator polls (as blocks keep coming)."""
+        self.now += 5
+        return super().block_timestamp(block)
 
     def set_genesis_model(self, model_hash):  # type: ignore[override]
         return super().set_genesis_model(model_hash)
@@ -82,9 +83,11 @@ def setup(tmp_path):
     return chain, store, task, agg, nodes
 
 
-def _local_update(task, store, base_hash, scale, upload=True):
+def _local_update(chain, store, rid, node, scale, upload=True, base_hash=None):
+    """An update of ``node`` for round ``rid``: the base model scaled, naming its sender."""
+    base_hash = base_hash or chain.get_round(rid).base_model_hash
     weights = {k: v * scale for k, v in decode_tensors(store.get(base_hash)).items()}
-    data = encode_tensors(weights)
+    data = encode_update(weights, UpdateIdentity(chain.chain_id, chain.rounds_address, rid, node))
     if upload:
         store.put(data)
     return commitment(data)
@@ -96,12 +99,12 @@ def test_round_merges_uploaded_updates_and_rejects_a_commitment_without_upload(s
 
     def play(rid):
         base = chain.get_round(rid).base_model_hash
-        chain.submit_update(rid, nodes[0].address, _local_update(task, store, base, 2.0), 100)
-        chain.submit_update(rid, nodes[1].address, _local_update(task, store, base, 4.0), 300)
-        chain.submit_update(rid, nodes[2].address, _local_update(task, store, base, 9.0, upload=False), 50)
+        chain.submit_update(rid, nodes[0].address, _local_update(chain, store, rid, nodes[0].address, 2.0), 100)
+        chain.submit_update(rid, nodes[1].address, _local_update(chain, store, rid, nodes[1].address, 4.0), 300)
+        chain.submit_update(rid, nodes[2].address, _local_update(chain, store, rid, nodes[2].address, 9.0, upload=False), 50)
 
     chain.on_open = play
-    summary = agg.run_round(min_updates=2, round_seconds=30)
+    summary = agg.run_round(min_updates=2, round_seconds=300)
     assert summary.status == "finalized" and summary.accepted == 2 and summary.rejected == 1
     info = chain.get_round(1)
     assert info.status == RoundStatus.FINALIZED and info.global_model_hash == summary.global_model_hash
@@ -123,11 +126,11 @@ def test_round_without_quorum_of_valid_updates_is_expired(setup):
 
     def play(rid):
         base = chain.get_round(rid).base_model_hash
-        chain.submit_update(rid, nodes[0].address, _local_update(task, store, base, 2.0), 10)
+        chain.submit_update(rid, nodes[0].address, _local_update(chain, store, rid, nodes[0].address, 2.0), 10)
         chain.submit_update(rid, nodes[1].address, "0x" + "77" * 32, 10)  # never uploaded
 
     chain.on_open = play
-    summary = agg.run_round(min_updates=2, round_seconds=1)
+    summary = agg.run_round(min_updates=2, round_seconds=60)
     assert summary.status == "expired" and summary.accepted == 1
     assert chain.get_round(1).status == RoundStatus.EXPIRED
     assert chain.latest_model_hash() == chain.genesis_model_hash()
@@ -140,11 +143,11 @@ def test_next_round_starts_from_the_last_finalized_model(setup):
     def play(rid):
         base = chain.get_round(rid).base_model_hash
         for i, n in enumerate(nodes):
-            chain.submit_update(rid, n.address, _local_update(task, store, base, 1.0 + i), 10)
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 1.0 + i), 10)
 
     chain.on_open = play
-    first = agg.run_round(min_updates=3, round_seconds=30)
-    second = agg.run_round(min_updates=3, round_seconds=30)
+    first = agg.run_round(min_updates=3, round_seconds=300)
+    second = agg.run_round(min_updates=3, round_seconds=300)
     assert chain.get_round(2).base_model_hash == first.global_model_hash
     assert second.global_model_hash != first.global_model_hash
 
@@ -163,11 +166,12 @@ def test_recomputation_is_bit_identical_and_order_independent(setup):
     base = decode_tensors(store.get(base_hash))
     cs = []
     for i, n in enumerate(nodes):
-        h = _local_update(task, store, base_hash, 1.0 + 0.37 * i)
+        h = _local_update(chain, store, 1, n.address, 1.0 + 0.37 * i, base_hash=base_hash)
         cs.append(Commitment(round_id=1, node=n.address, update_hash=h, num_samples=7 + i))
     fetch = lambda h: store.get(h) if store.has(h) else None  # noqa: E731
-    a = compute_round({"strategy": {"name": "fedavg"}}, base, cs, fetch, max_bytes=1 << 20, min_updates=1)
-    b = compute_round({"strategy": {"name": "fedavg"}}, base, cs[::-1], fetch, max_bytes=1 << 20, min_updates=1)
+    ctx = RoundContext(chain.chain_id, chain.rounds_address, 1)
+    a = compute_round({"strategy": {"name": "fedavg"}}, base, cs, fetch, ctx, min_updates=1)
+    b = compute_round({"strategy": {"name": "fedavg"}}, base, cs[::-1], fetch, ctx, min_updates=1)
     assert a.model_bytes == b.model_bytes and a.model_hash == commitment(a.model_bytes)
 
 
@@ -188,13 +192,13 @@ def test_commitment_that_differs_from_the_nodes_upload_is_rejected_as_hash_misma
     def play(rid):
         base = chain.get_round(rid).base_model_hash
         for n in nodes[:2]:
-            chain.submit_update(rid, n.address, _local_update(task, store, base, 2.0), 10)
-        sent = _local_update(task, store, base, 3.0)  # what node 3 uploaded...
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 2.0), 10)
+        sent = _local_update(chain, store, rid, nodes[2].address, 3.0)  # what node 3 uploaded...
         uploaded[(rid, nodes[2].address)] = [sent]
-        chain.submit_update(rid, nodes[2].address, _local_update(task, store, base, 5.0, upload=False), 10)
+        chain.submit_update(rid, nodes[2].address, _local_update(chain, store, rid, nodes[2].address, 5.0, upload=False), 10)
 
     chain.on_open = play
-    summary = agg.run_round(min_updates=2, round_seconds=30)
+    summary = agg.run_round(min_updates=2, round_seconds=300)
     assert summary.status == "finalized" and summary.accepted == 2  # the others still merge
     reason = summary.reasons[nodes[2].address]
     assert reason.startswith("hash_mismatch") and uploaded[(1, nodes[2].address)][0] in reason
@@ -203,12 +207,84 @@ def test_commitment_that_differs_from_the_nodes_upload_is_rejected_as_hash_misma
 def test_restarted_aggregator_resumes_its_open_round(setup, tmp_path):
     chain, store, task, agg, nodes = setup
     agg.ensure_genesis()
-    rid, _ = agg.open_round(min_updates=2, round_seconds=30)  # then the aggregator "crashes"
+    rid, _ = agg.open_round(min_updates=2, round_seconds=300)  # then the aggregator "crashes"
     base = chain.get_round(rid).base_model_hash
     for i, n in enumerate(nodes):
-        chain.submit_update(rid, n.address, _local_update(task, store, base, 1.0 + i), 10)
+        chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 1.0 + i), 10)
     again = Aggregator(chain, store, task, task_spec="tiny", poll_interval=0.01, log=lambda m: None)
-    summary = again.run_round(min_updates=3, round_seconds=30)
+    summary = again.run_round(min_updates=3, round_seconds=300)
     assert summary.round == rid and summary.status == "finalized" and summary.accepted == 3
     assert chain.current_round_id() == rid  # no second round was opened
     assert chain.get_round(rid).min_updates == 2
+
+
+def test_copied_commitment_is_rejected_as_not_own_update_even_when_the_copier_commits_first(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+
+    def play(rid):
+        honest = _local_update(chain, store, rid, nodes[0].address, 2.0)
+        chain.submit_update(rid, nodes[1].address, honest, 500)  # the copier front-runs the owner
+        chain.submit_update(rid, nodes[0].address, honest, 100)
+        chain.submit_update(rid, nodes[2].address, _local_update(chain, store, rid, nodes[2].address, 4.0), 100)
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=2, round_seconds=300)
+    assert summary.status == "finalized" and summary.accepted == 2
+    assert summary.reasons[nodes[1].address].startswith("not_own_update")
+    assert nodes[0].address not in summary.reasons  # the owner is accepted
+
+
+def test_later_committer_of_a_missing_blob_is_a_duplicate_update(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+
+    def play(rid):
+        chain.submit_update(rid, nodes[0].address, _local_update(chain, store, rid, nodes[0].address, 2.0), 10)
+        chain.submit_update(rid, nodes[1].address, _local_update(chain, store, rid, nodes[1].address, 3.0), 10)
+        ghost = "0x" + "66" * 32
+        chain.submit_update(rid, nodes[2].address, ghost, 10)
+        chain.admit_node(account(4).address)  # (eligible only next round)
+        with pytest.raises(Exception):
+            chain.submit_update(rid, account(4).address, ghost, 10)
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=2, round_seconds=300)
+    assert summary.reasons[nodes[2].address].startswith("missing_upload")
+
+
+def test_round_config_commits_every_result_affecting_limit(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    agg.max_samples, agg.max_blob_bytes = 777, 4096
+    rid, opened = agg.open_round(min_updates=1, round_seconds=300)
+    config = decode_json(store.get(chain.get_round(rid).config_hash), max_bytes=1 << 20)
+    assert config["max_samples"] == 777 and config["limits"]["max_update_bytes"] == 4096
+    assert chain.get_round(rid).max_samples == 777  # and the contract enforces the cap
+    with pytest.raises(Exception) as e:
+        chain.submit_update(rid, nodes[0].address, "0x" + "12" * 32, 778)
+    assert getattr(e.value, "name", "") == "TooManySamples"
+
+
+def test_round_loop_survives_an_rpc_outage_and_reports_degraded(setup):
+    chain, store, task, agg, nodes = setup
+    statuses = []
+    agg.on_status = lambda state, detail: statuses.append(state)
+    calls = {"n": 0}
+    real = agg.run_round
+
+    def flaky(**kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RpcUnavailable("http://chain", "connection refused")
+        return real(**kw)
+
+    agg.run_round = flaky  # type: ignore[method-assign]
+
+    def play(rid):
+        for i, n in enumerate(nodes):
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 1.0 + i), 10)
+
+    chain.on_open = play
+    out = agg.run(rounds=1, min_updates=3, round_seconds=300, sleep=lambda s: None)
+    assert [s.status for s in out] == ["finalized"] and statuses == ["degraded", "ok"]
