@@ -115,6 +115,10 @@ class ApiClient:
 
         def once() -> bytes:
             with self.http.stream("GET", f"/blobs/{h}", headers=self._read_headers(h)) as r:
+                if r.status_code == 503:
+                    r.read()
+                    if error_reason(r) == "corrupted":  # the server's copy fails its own hash check
+                        raise HashMismatch(f"the API's copy of {h} is corrupted: {error_detail(r)}")
                 if r.status_code >= 500 or r.status_code == 429:
                     raise TransientHTTPError(f"HTTP {r.status_code} from {self.base_url}/blobs/{h}")
                 if r.status_code == 404:
@@ -151,6 +155,15 @@ class ApiClient:
     def post_commitment(self, round_id: int, update_hash: str, num_samples: int, signature: str) -> httpx.Response:
         return self.request("POST", f"/rounds/{round_id}/commitments",
                             json={"update_hash": update_hash, "num_samples": int(num_samples), "signature": signature})
+
+
+def error_reason(r: httpx.Response) -> str | None:
+    """The ``reason`` code of a fedchain error body, if any."""
+    try:
+        body = r.json()
+    except ValueError:
+        return None
+    return body.get("reason") if isinstance(body, dict) else None
 
 
 def error_detail(r: httpx.Response) -> str:

@@ -16,7 +16,7 @@ from fedchain.chain.deploy import deploy
 from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
 from fedchain.settings import REPO_ROOT
 from harness import (
-    GRACE, ROUND_SECONDS, ROUNDS, Federation, _api_up, _finalized_or_expired, _indexed_rounds, _spawn,
+    GRACE, MAX_SAMPLES, RELAY_CUTOFF, ROUND_SECONDS, ROUNDS, Federation, _api_up, _finalized_or_expired, _indexed_rounds, _spawn,
     aggregator_cmd, wait_for,
 )
 
@@ -39,23 +39,32 @@ def federation(tmp_path_factory) -> Federation:
         task = load_task("options-iv")
         _, genesis = genesis_model(task, task.default_params(), 0)
         deploy(rpc_url, dev_account(0), repo_root=REPO_ROOT, deployments_dir=deployments_dir, grace_period=GRACE,
-               genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, 6)], log=lambda m: None)
+               genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, 9)], log=lambda m: None)
         chain = ChainClient.connect(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT)
+        # The aggregator censors node 7's relayed commitments (a misbehaviour the fallback defeats).
         agg = _spawn(aggregator_cmd(rpc_url, api_port, data_dir, deployments_dir, "--rounds", str(ROUNDS),
-                                    "--min-updates", "2", "--round-seconds", str(ROUND_SECONDS)),
+                                    "--min-updates", "2", "--round-seconds", str(ROUND_SECONDS),
+                                    "--max-samples", str(MAX_SAMPLES), "--relay-cutoff", str(RELAY_CUTOFF),
+                                    "--censor", dev_account(7).address),
                      workdir / "aggregator.log", env)
         procs.append(agg)
         fed = Federation(rpc_url, api_url, workdir, data_dir, deployments_dir, chain, env, agg, procs)
         wait_for(lambda: _api_up(api_url) or agg.poll() is not None, 90, "the aggregator API", fed=fed)
         assert agg.poll() is None, fed.log("aggregator")
-        for i in (1, 2, 3, 5):
+        for i in (1, 2, 3, 7, 5):
+            mode = ["--commit-mode", "relay"] if i == 7 else []
             procs.append(_spawn([sys.executable, "-m", "node", "--rpc-url", rpc_url, "--api-url", api_url,
-                                 "--dev-account", str(i), "--shard", str(i - 1), "--num-shards", "5",
-                                 "--rounds", str(ROUNDS)], workdir / f"node-{i}.log", env))
+                                 "--dev-account", str(i), "--shard", str(i - 1), "--num-shards", "8",
+                                 "--rounds", str(ROUNDS), "--receipts-dir", str(workdir / "receipts" / f"node-{i}"),
+                                 *mode], workdir / f"node-{i}.log", env))
         crasher = procs[-1]
-        procs.append(_spawn([sys.executable, str(Path(__file__).parent / "rogue_node.py"), "--rpc-url", rpc_url,
-                             "--deployments-dir", str(deployments_dir), "--dev-account", "4",
-                             "--rounds", str(ROUNDS)], workdir / "rogue.log", env))
+        hostile = [sys.executable, str(Path(__file__).parent / "hostile_node.py"), "--rpc-url", rpc_url,
+                   "--api-url", api_url, "--deployments-dir", str(deployments_dir), "--rounds", str(ROUNDS)]
+        for i, behaviour, name in ((4, ["no-upload", "--out-dir", str(workdir / "withheld")], "rogue"),
+                                   (6, ["copy", "--victim", dev_account(1).address], "copier"),
+                                   (8, ["inflate"], "inflater")):
+            procs.append(_spawn([*hostile, "--dev-account", str(i), "--behaviour", *behaviour],
+                                workdir / f"{name}.log", env))
         # Node 5 dies (SIGKILL) right after its round-1 commit: it stays an active node but never
         # answers again, so round 2 can only close at its deadline, with the quorum of the others.
         crasher_address = dev_account(5).address

@@ -1,10 +1,15 @@
 """End-to-end harness: a real anvil, the real aggregator (uvicorn) and node processes.
 
 One federation is shared by the module's tests (it is the expensive part):
-- dev account 0: admin and aggregator (``fedchain aggregator`` subprocess, 2 rounds, quorum 2);
+- dev account 0: admin and aggregator (``fedchain aggregator`` subprocess, 2 rounds, quorum 2),
+  which censors node 7's relayed commitments;
 - dev accounts 1-3: honest nodes (``python -m node`` subprocesses, options-iv shards 0-2);
-- dev account 4: a rogue node that commits a hash but never uploads (tests/e2e/rogue_node.py);
-- dev account 5: an honest node that is killed (SIGKILL) right after its round-1 commit.
+- dev account 4: a rogue node that commits the hash of a real update but never uploads it, and
+  keeps the blob (tests/e2e/hostile_node.py ``no-upload``);
+- dev account 5: an honest node that is killed (SIGKILL) right after its round-1 commit;
+- dev account 6: a copier that commits node 1's hash as its own (``copy``);
+- dev account 7: an honest node in relay mode; censored, it falls back to a direct commit;
+- dev account 8: an inflater that claims 2^64 - 1 samples, then the cap (``inflate``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from fedchain.settings import REPO_ROOT
 ROUNDS = 2
 ROUND_SECONDS = 45
 GRACE = 2
+MAX_SAMPLES = 5000
+RELAY_CUTOFF = 15
 
 
 @dataclass
@@ -66,7 +73,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5, fed: "Fede
         time.sleep(poll)
     logs = ""
     if fed is not None:
-        for name in ("aggregator", "node-1", "node-5", "rogue"):
+        for name in ("aggregator", "node-1", "node-5", "node-7", "rogue", "copier", "inflater"):
             logs += f"\n--- {name}.log (tail) ---\n" + fed.log(name)[-3000:]
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{logs}")
 
