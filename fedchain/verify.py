@@ -30,7 +30,7 @@ from fedchain.apiclient import ApiClient
 from fedchain.auth import recover_receipt_signer
 from fedchain.chain.client import ChainClient
 from fedchain.chain.deployment import Deployment, load_deployment
-from fedchain.chain.types import RoundStatus
+from fedchain.chain.types import Commitment, RoundStatus
 from fedchain.codec import decode_json, decode_tensors, tensor_spec
 from fedchain.errors import AuthError, BlobError, ConfigError, FedchainError, Forbidden
 from fedchain.settings import REPO_ROOT
@@ -46,6 +46,7 @@ class VerifyResult:
     notes: list[str] = field(default_factory=list)
     #: Rejections the aggregator claims that public data cannot confirm (node, reason).
     claims: list[str] = field(default_factory=list)
+    rejected: list[UpdateDecision] = field(default_factory=list)
 
 
 def auditor_deployment(rpc_url: str, deployments_dir: Path, contract: str | None) -> Deployment:
@@ -105,7 +106,6 @@ def verify_round(
         log(result.notes[-1])
         return result
     commitments = chain.commitments(round_id, block, info=info)
-    problems = result.problems
 
     def required(h: str, what: str, limit: int) -> bytes:
         try:
@@ -123,60 +123,88 @@ def verify_round(
     log(f"round {round_id}: {len(commitments)} commitment(s) on-chain (accumulator checked), strategy "
         f"{rules.strategy['name']}")
 
+    ctx = RoundContext(chain.chain_id, chain.rounds_address, round_id)
+    receipts_by_node = _valid_receipts(receipts, chain, round_id, log)
+    audit(result, config, base, commitments, report, lambda h: _fetch_update(api, h, rules.max_update_bytes), ctx,
+          receipts_by_node, onchain_model_hash=info.global_model_hash, onchain_accepted=info.accepted_count,
+          min_updates=info.min_updates)
+    try:
+        required(info.global_model_hash, "global model", rules.max_update_bytes)
+    except FedchainError as exc:
+        result.problems.append(exc.message)
+    for d in result.rejected:
+        log(f"  rejected {d.node}: {d.reason}")
+    for claim in result.claims:
+        log(f"  claim {claim}")
+    result.ok = not result.problems
+    return result
+
+
+def audit(
+    result: VerifyResult,
+    config: dict,
+    base: dict,
+    commitments: Sequence[Commitment],
+    report: object,
+    fetch: Callable[[str], bytes | None],
+    ctx: RoundContext,
+    receipts_by_node: dict[str, dict],
+    *,
+    onchain_model_hash: str,
+    onchain_accepted: int,
+    min_updates: int,
+) -> VerifyResult:
+    """The pure part of ``verify``: check a report against the chain's commitments and recompute
+    the model from the updates it accepts. Appends to ``result.problems`` and ``result.claims``."""
+    problems = result.problems
+    rules = RoundRules.of(config)
     entries = report.get("updates") if isinstance(report, dict) else None
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise FedchainError(f"round report {info.report_hash} has no list of update decisions")
+    if not isinstance(report, dict) or not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        problems.append("the round report has no list of update decisions")
+        return result
     by_node = {str(e.get("node", "")).lower(): e for e in entries}
     if sorted(by_node) != sorted(c.node.lower() for c in commitments) or len(by_node) != len(entries):
         problems.append("the report's updates do not list exactly the on-chain commitments")
-    if report.get("global_model_hash") != info.global_model_hash:
+    if report.get("global_model_hash") != onchain_model_hash:
         problems.append(f"the report's global_model_hash {report.get('global_model_hash')} differs from the chain's")
-
-    ctx = RoundContext(chain.chain_id, chain.rounds_address, round_id)
     spec = tensor_spec(base)
-    receipts_by_node = _valid_receipts(receipts, dep, chain, round_id, log)
     checked: list[tuple[UpdateDecision, dict | None]] = []
     for c in sorted(commitments, key=lambda c: c.node.lower()):
         entry = by_node.get(c.node.lower(), {})
-        claimed_ok = bool(entry.get("accepted"))
         reason = entry.get("reason")
-        data = _fetch_update(api, c.update_hash, rules.max_update_bytes)
-        if claimed_ok:
+        data = fetch(c.update_hash)
+        if entry.get("accepted"):
             weights, why = check_update(data, c, spec, ctx, rules.max_update_bytes)
             if weights is None:
                 problems.append(f"{c.node}: the report accepts {c.update_hash}, but it does not check out ({why})")
             checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, weights is not None, why), weights))
             continue
         code = str(reason or "").split(":", 1)[0]
-        if data is None:
-            receipt = receipts_by_node.get(c.node.lower())
-            if code == MISSING_UPLOAD and receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
+        receipt = receipts_by_node.get(c.node.lower())
+        if code == MISSING_UPLOAD:
+            # Not checkable from public data, and a blob served now must not change the verdict:
+            # only the aggregator's own signed receipt proves the claim false.
+            if receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
                 problems.append(f"{c.node}: the report says {MISSING_UPLOAD}, but the aggregator signed a receipt "
                                 f"for {c.update_hash}: the claim is false")
             else:
-                result.claims.append(f"{c.node}: {reason} (the aggregator's claim; not checkable from public data"
-                                     + ("; a node holding a receipt can contest it)" if code == MISSING_UPLOAD else ")"))
-        else:
-            weights, why = check_update(data, c, spec, ctx, rules.max_update_bytes)
-            if weights is not None:
-                problems.append(f"{c.node}: the report rejects {c.update_hash} ({reason}) but it checks out")
+                result.claims.append(f"{c.node}: {reason} (the aggregator's claim; not checkable from public data; "
+                                     "a node holding a receipt can contest it"
+                                     + ("; a blob with this hash is served now" if data is not None else "") + ")")
+        elif data is None:
+            result.claims.append(f"{c.node}: {reason} (the aggregator's claim; the blob is not served, so it "
+                                 "cannot be re-checked)")
+        elif check_update(data, c, spec, ctx, rules.max_update_bytes)[0] is not None:
+            # The aggregator says it had this blob and found it bad; the blob is bound to the commitment.
+            problems.append(f"{c.node}: the report rejects {c.update_hash} ({reason}) but it checks out")
         checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, False, reason), None))
-
-    comp = merge(config, base, checked, min_updates=info.min_updates)
+    comp = merge(config, base, checked, min_updates=min_updates)
     result.recomputed_model_hash = comp.model_hash
-    if comp.model_hash != info.global_model_hash:
-        problems.append(f"global model hash differs: chain {info.global_model_hash}, recomputed {comp.model_hash}")
-    if len(comp.accepted) != info.accepted_count:
-        problems.append(f"accepted count differs: chain {info.accepted_count}, recomputed {len(comp.accepted)}")
-    try:
-        required(info.global_model_hash, "global model", rules.max_update_bytes)
-    except FedchainError as exc:
-        problems.append(exc.message)
-    for d in comp.rejected:
-        log(f"  rejected {d.node}: {d.reason}")
-    for claim in result.claims:
-        log(f"  claim {claim}")
-    result.ok = not problems
+    result.rejected = comp.rejected
+    if comp.model_hash != onchain_model_hash:
+        problems.append(f"global model hash differs: chain {onchain_model_hash}, recomputed {comp.model_hash}")
+    if len(comp.accepted) != onchain_accepted:
+        problems.append(f"accepted count differs: chain {onchain_accepted}, recomputed {len(comp.accepted)}")
     return result
 
 
@@ -191,7 +219,7 @@ def _fetch_update(api: ApiClient, h: str, limit: int) -> bytes | None:
         return None
 
 
-def _valid_receipts(receipts: Sequence[dict], dep: Deployment, chain: ChainClient, round_id: int,
+def _valid_receipts(receipts: Sequence[dict], chain: ChainClient, round_id: int,
                     log: Callable[[str], None]) -> dict[str, dict]:
     """Receipts for this round signed by a holder of AGGREGATOR_ROLE, by node (lower-case)."""
     out: dict[str, dict] = {}
