@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     dev_account: int | None = None
     #: Seconds between chain polls.
     poll_interval: float = 0.5
+    #: Blocks below the chain head that the index does not read yet, so that a reorganisation of
+    #: the newest blocks never reaches it. 0 suits anvil; set it on a real chain (e.g. 12).
+    confirmations: int = Field(default=0, ge=0)
 
     def resolved_db_url(self) -> str:
         return self.db_url or f"sqlite:///{self.data_dir / 'index.sqlite'}"

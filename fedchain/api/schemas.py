@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 RoundStatusLabel = Literal["open", "finalized", "expired"]
 
 _HASH = "0x + 64 lowercase hex digits"
+#: On-chain uint64/uint256 values are JSON integers written exactly (no float rounding, no
+#: strings); they can exceed 2^53, so JavaScript clients need a BigInt-aware parser for them.
+_UINT64 = "uint64 on-chain: a JSON integer up to 2^64-1, written exactly"
 
 
 class ErrorOut(BaseModel):
@@ -27,7 +30,9 @@ class HealthOut(BaseModel):
     rounds_contract: str
     registry_contract: str
     indexed_block: int | None = Field(description="Last block whose events are in the index")
-    detail: str | None = Field(default=None, description="Why the service is degraded")
+    detail: str | None = Field(default=None, description="Why the service is degraded, or a notice that does "
+                                                         "not degrade it ('chain restarted: index rebuilt ...', "
+                                                         "'index rewound N chain reorganisation(s) ...')")
 
 
 class DeploymentOut(BaseModel):
@@ -45,10 +50,10 @@ class UpdateOut(BaseModel):
 
     node: str
     update_hash: str = Field(description=_HASH)
-    num_samples: int
+    num_samples: int = Field(description=_UINT64)
     block: int
     tx_hash: str
-    gas_used: int | None
+    gas_used: int | None = Field(description="Gas of the whole transaction (shared by updates relayed in one batch)")
     accepted: bool | None = Field(description="From the round report; null until the report is indexed")
     reason: str | None = Field(description="Why the update was rejected (report reason code: message)")
     weight: float | None = Field(description="Weight in the aggregate, from the report")
@@ -63,8 +68,15 @@ class RoundSummary(BaseModel):
     config_hash: str
     global_model_hash: str | None
     report_hash: str | None
-    deadline: int = Field(description="Unix seconds")
+    deadline: int = Field(description=f"Unix seconds (chain time); {_UINT64}")
     min_updates: int
+    max_samples: int = Field(description=f"Largest numSamples a commitment may claim; {_UINT64}")
+    selection_rate: int = Field(
+        description=f"0: every eligible node; else a node is selected iff H(seed, node) >> 192 < rate; {_UINT64}"
+    )
+    relay_cutoff: int = Field(description="Seconds before the deadline after which relayed batches are refused")
+    eligible_count: int = Field(description="Active nodes when the round opened (before sampling)")
+    seed: str | None = Field(description=f"Selection seed ({_HASH}); null when the round is not sampled")
     commit_count: int
     accepted_count: int
     opened_block: int
@@ -77,8 +89,20 @@ class RoundSummary(BaseModel):
     metrics: dict[str, Any] | None = Field(description="The report's metrics; null until the report is indexed")
 
 
+class SkippedOut(BaseModel):
+    """A relayed commitment that ``submitBatch`` skipped (``CommitmentSkipped``)."""
+
+    node: str = Field(description="The recovered signer; the zero address if the signature did not recover")
+    reason: str = Field(description="invalid_signature, not_eligible, already_submitted, zero_hash, zero_samples, "
+                                    "too_many_samples (unknown_<n> for a code this version does not know)")
+    reason_code: int = Field(description="The on-chain SkipReason value")
+    block: int
+    tx_hash: str
+
+
 class RoundDetail(RoundSummary):
     updates: list[UpdateOut]
+    skipped: list[SkippedOut] = Field(description="Relayed commitments the contract skipped, in chain order")
     strategy: dict[str, Any] | None = Field(description="The report's strategy {name, params}")
     report_error: str | None = Field(description="Why the report could not be merged, if it could not")
 
@@ -99,6 +123,13 @@ class NodeOut(BaseModel):
     metadata_hash: str
     public_key: str = Field(description="0x hex; '0x' when none was registered")
     removed_block: int | None
+
+
+class NodePage(BaseModel):
+    items: list[NodeOut]
+    total: int
+    offset: int
+    limit: int
 
 
 class UploadOut(BaseModel):

@@ -75,6 +75,7 @@ class FakeChain:
         registry_address: str | None = None,
         deploy_block: int = 5,
         grace_period: int = 60,
+        genesis_salt: str = "",
     ) -> None:
         self.chain_id = chain_id
         self.rounds_address = to_checksum_address(rounds_address)
@@ -97,6 +98,10 @@ class FakeChain:
         self._genesis: str | None = None
         self._lock = threading.RLock()
         self.calls: dict[str, int] = {}
+        #: (first block, salt) of each fork: a block's hash covers the salts of the forks at or
+        #: below it, so a revert (or another genesis_salt: a restarted chain) changes the hashes.
+        self._forks: list[tuple[int, str]] = [(0, genesis_salt)] if genesis_salt else []
+        self._fork_seq = 0
 
     # -- helpers -------------------------------------------------------------------------------
     def _read(self, name: str) -> None:
@@ -445,7 +450,29 @@ class FakeChain:
         self._read("block_hash")
         if block > self._block:
             return None
-        return "0x" + hashlib.sha256(f"{self.chain_id}:block:{block}".encode()).hexdigest()
+        salt = "".join(f":{s}" for first, s in self._forks if first <= block)
+        return "0x" + hashlib.sha256(f"{self.chain_id}:block:{block}{salt}".encode()).hexdigest()
+
+    # -- reorganisations (as anvil's evm_snapshot / evm_revert) --------------------------------
+    _STATE = ("_block", "now", "_log", "_txs", "_nodes", "_rounds", "_history", "_commitments", "_genesis", "_forks")
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole chain state, for :meth:`revert`."""
+        import copy
+
+        with self._lock:
+            return copy.deepcopy({k: getattr(self, k) for k in self._STATE})
+
+    def revert(self, snap: dict[str, Any]) -> None:
+        """Back to ``snap``: later blocks, events, receipts and state are gone, and the blocks
+        mined from now on get hashes no earlier branch had (a reorganisation)."""
+        import copy
+
+        with self._lock:
+            for k, v in copy.deepcopy(snap).items():
+                setattr(self, k, v)
+            self._fork_seq += 1
+            self._forks.append((self._block + 1, f"fork{self._fork_seq}"))
 
     def current_round_id(self, block: int | None = None) -> int:
         self._read("current_round_id")

@@ -45,7 +45,8 @@ def health(chain: ChainDep, indexer: IndexerDep) -> HealthOut:
         rounds_contract=to_checksum_address(chain.rounds_address),
         registry_contract=to_checksum_address(chain.registry_address),
         indexed_block=indexed,
-        detail="; ".join(problems) or None,
+        # Index notices ("chain restarted: index rebuilt ...", reorgs rewound) do not degrade the status.
+        detail="; ".join(problems + list(getattr(indexer, "notices", []))) or None,
     )
 
 
