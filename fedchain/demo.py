@@ -76,8 +76,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             dep = deploy(rpc_url, admin, repo_root=REPO_ROOT, deployments_dir=settings.deployments_dir,
                          grace_period=5, genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, n + 1)],
                          log=lambda m: None)
-        console.print(f"chain {dep.chain_id} at {rpc_url}: NodeRegistry {dep.registry_address}, "
-                      f"TrainingRounds {dep.rounds_address}", highlight=False)
+        console.print(f"chain {dep.chain_id} at {rpc_url}: TrainingRounds {dep.rounds_address} "
+                      f"(node registry included)", highlight=False)
         chain = ChainClient.connect(rpc_url, deployments_dir=settings.deployments_dir, repo_root=REPO_ROOT, account=admin)
         store = FilesystemStore(settings.data_dir / "blobs", max_bytes=settings.max_blob_bytes)
         api = start_api(settings, chain, store, signer=admin)
@@ -125,7 +125,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             console.print(f"API: {api_url} (stopped with the demo; add --serve to keep the chain and the API up)")
         else:
             console.print(f"API: {api_url}  (try: curl {api_url}/rounds, or fedchain rounds --api-url {api_url})")
-            console.print(f"check a round with: fedchain verify --round 1 --rpc-url {rpc_url} --api-url {api_url}")
+            console.print(f"check a round with: fedchain verify --round 1 --rpc-url {rpc_url} --api-url {api_url} "
+                          f"--deployments-dir {settings.deployments_dir} --dev-account 1")
             console.print("Ctrl-C to stop")
             try:
                 while True:

@@ -1,4 +1,4 @@
-"""GET /rounds, /rounds/{id}: agreement with the chain, pagination, report merge, rebuild."""
+"""GET /rounds, /rounds/{id}, /nodes: agreement with the chain, pagination, report merge, rebuild."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ def test_round_detail_agrees_with_the_chain(world):
         assert d["report_hash"] == info.report_hash
         assert d["deadline"] == info.deadline
         assert d["min_updates"] == info.min_updates
+        assert (d["max_samples"], d["selection_rate"], d["relay_cutoff"], d["eligible_count"]) == (
+            info.max_samples, info.selection_rate, info.relay_cutoff, info.eligible_count)
+        assert d["seed"] is None and d["skipped"] == []
         assert d["commit_count"] == info.commit_count == len(d["updates"])
         assert d["accepted_count"] == info.accepted_count
         assert d["opened_block"] == info.opened_at
@@ -117,6 +120,9 @@ def test_round_not_yet_indexed_is_served_from_the_chain(world):
     rid = world.open_round()
     d = world.client.get(f"/rounds/{rid}").json()
     assert d["status"] == "open" and d["updates"] == [] and d["opened_block"] == world.chain.get_round(rid).opened_at
+    info = world.chain.get_round(rid)
+    assert (d["max_samples"], d["eligible_count"], d["seed"], d["skipped"]) == (
+        info.max_samples, info.eligible_count, None, [])
     assert world.client.get("/rounds/4").json()["status"] == "finalized"  # overlay of a stale open row
 
 
@@ -128,7 +134,8 @@ def test_open_round_falls_back_to_the_index_when_the_chain_is_down(world):
 
 
 def api_output(client) -> dict:
-    out = {"list": client.get("/rounds", params={"limit": 500}).json(), "nodes": client.get("/nodes").json()}
+    out = {"list": client.get("/rounds", params={"limit": 500}).json(),
+           "nodes": client.get("/nodes", params={"limit": 500}).json()}
     for item in out["list"]["items"]:
         out[item["round_id"]] = client.get(f"/rounds/{item['round_id']}").json()
     return out
@@ -154,3 +161,58 @@ def test_rebuild_reproduces_identical_output(world):
     before = api_output(world.client)
     world.indexer.rebuild()
     assert api_output(world.client) == before
+
+
+def test_sampled_round_shows_its_seed_and_rate(world):
+    from fedchain.chain.types import RoundParams
+
+    world.chain.submit_update(4, world.nodes[1].address, "0x" + "ce" * 32, 60)
+    world.chain.warp_past(4)
+    new = world.store.put(model_bytes(9.0))
+    world.chain.finalize_round(4, new, "0x" + "ef" * 32, 2)
+    rid = world.chain.open_round(new, "0x" + "c1" * 32, RoundParams(2**40, 1, 2**63 + 5, 2**63, 30))
+    world.indexer.sync()
+    info = world.chain.get_round(rid)
+    for d in (world.client.get(f"/rounds/{rid}").json(), world.client.get("/rounds").json()["items"][0]):
+        assert (d["selection_rate"], d["max_samples"], d["relay_cutoff"], d["deadline"]) == (
+            2**63, 2**63 + 5, 30, 2**40)
+        assert d["seed"] == info.seed and d["seed"] != "0x" + "00" * 32
+
+
+def test_nodes_are_paginated_like_rounds(world):
+    from fakes import account
+
+    for i in range(10, 15):
+        world.chain.admit_node(account(i).address)
+    world.chain.remove_node(world.nodes[0].address)
+    world.indexer.sync()
+    everyone = world.client.get("/nodes").json()
+    assert (everyone["total"], everyone["offset"], everyone["limit"]) == (8, 0, 100)
+    order = [n["address"] for n in everyone["items"]]
+    assert order[:3] == [n.address for n in world.nodes]  # order of joining
+    page = world.client.get("/nodes", params={"offset": 2, "limit": 3}).json()
+    assert [n["address"] for n in page["items"]] == order[2:5] and page["total"] == 8
+    active = world.client.get("/nodes", params={"active": True, "limit": 2}).json()
+    assert active["total"] == 7 and [n["address"] for n in active["items"]] == order[1:3]
+    removed = world.client.get("/nodes", params={"active": False}).json()
+    assert [n["address"] for n in removed["items"]] == [world.nodes[0].address]
+    assert world.client.get("/nodes", params={"limit": 0}).status_code == 422
+    assert world.client.get("/nodes", params={"limit": 501}).status_code == 422
+    assert world.client.get("/nodes", params={"offset": -1}).status_code == 422
+
+
+def test_rounds_after_a_reorg_equal_a_rebuilt_index(world):
+    snap = world.chain.snapshot()
+    world.chain.submit_update(4, world.nodes[1].address, "0x" + "ce" * 32, 60)
+    world.chain.warp_past(4)
+    world.chain.finalize_round(4, world.store.put(model_bytes(9.0)), "0x" + "ef" * 32, 2)
+    world.indexer.sync()
+    assert world.client.get("/rounds/4").json()["status"] == "finalized"
+    world.chain.revert(snap)
+    world.chain.submit_update(4, world.nodes[2].address, "0x" + "cf" * 32, 70)
+    world.indexer.sync()
+    after = api_output(world.client)
+    assert after[4]["status"] == "open" and {u["node"] for u in after[4]["updates"]} == {
+        world.nodes[0].address, world.nodes[2].address}
+    world.indexer.rebuild()
+    assert api_output(world.client) == after

@@ -9,10 +9,21 @@ from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
 from fedchain.api.deps import MAX_ID, ChainDep, SessionDep, with_reason
-from fedchain.api.schemas import ErrorOut, RoundDetail, RoundPage, RoundStatusLabel, RoundSummary, UpdateOut
+from fedchain.api.schemas import (
+    ErrorOut,
+    RoundDetail,
+    RoundPage,
+    RoundStatusLabel,
+    RoundSummary,
+    SkippedOut,
+    UpdateOut,
+)
 from fedchain.chain.types import ChainReader, RoundInfo, RoundStatus
 from fedchain.errors import NotFound
+from fedchain.index.indexer import skip_reason_label
 from fedchain.index.models import ROUND_OPEN, Round
+
+ZERO_HASH = "0x" + "00" * 32
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +60,11 @@ def _from_chain(info: RoundInfo) -> RoundDetail:
         report_hash=info.report_hash,
         deadline=info.deadline,
         min_updates=info.min_updates,
+        max_samples=info.max_samples,
+        selection_rate=info.selection_rate,
+        relay_cutoff=info.relay_cutoff,
+        eligible_count=info.eligible_count,
+        seed=None if info.seed == ZERO_HASH else info.seed,
         commit_count=info.commit_count,
         accepted_count=info.accepted_count,
         opened_block=info.opened_at,
@@ -59,6 +75,7 @@ def _from_chain(info: RoundInfo) -> RoundDetail:
         close_gas_used=None,
         expired_by=None,
         updates=[],
+        skipped=[],
         metrics=None,
         strategy=None,
         report_error=None,
@@ -112,6 +129,11 @@ def get_round(round_id: Annotated[int, Path(ge=0, le=MAX_ID)], session: SessionD
         {
             **RoundSummary.model_validate(r).model_dump(),
             "updates": [UpdateOut.model_validate(u) for u in r.updates],
+            "skipped": [
+                SkippedOut(node=k.node, reason=skip_reason_label(k.reason_code), reason_code=k.reason_code,
+                           block=k.block, tx_hash=k.tx_hash)
+                for k in r.skipped
+            ],
             "strategy": r.strategy,
             "report_error": r.report_error,
         }
