@@ -14,13 +14,13 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test test-contracts test-unit test-e2e compile gas lint-contracts bench clean
+.PHONY: help install demo test test-contracts test-invariants test-unit test-e2e compile gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
 	@echo "make test            install everything, then run every test (contracts, unit, end-to-end)"
 	@echo "make install         .venv (pip), node_modules (npm), solc wrapper, anvil link; idempotent"
-	@echo "make compile | gas | lint-contracts | bench | test-contracts | test-unit | test-e2e"
+	@echo "make compile | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-e2e"
 
 # ---------------------------------------------------------------------------------------------
 # Installation (idempotent; stamps make a second run take seconds)
@@ -57,10 +57,15 @@ demo: install compile
 	$(BIN)/fedchain demo --nodes $(NODES) --rounds $(ROUNDS)
 
 test: install compile
-	$(MAKE) --no-print-directory test-contracts test-unit test-e2e
+	$(MAKE) --no-print-directory test-contracts test-invariants test-unit test-e2e
 
 test-contracts:
 	brownie test tests/contracts
+
+# Foundry invariant + fuzz tests (test/forge, foundry.toml): forge is the pinned npm devDependency
+# and compiles with the solc-js launcher `make install` links as .venv/bin/solc. Nothing is downloaded.
+test-invariants: install
+	$(CURDIR)/node_modules/.bin/forge test --offline --use $(BIN)/solc
 
 test-unit:
 	@if [ -d tests/unit ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/unit; fi

@@ -1,4 +1,5 @@
-"""Deploy NodeRegistry and TrainingRounds with brownie, and write ``deployments/<chainId>.json``.
+"""Deploy the fedchain contract (TrainingRounds, which includes the node registry) with brownie,
+and write ``deployments/<chainId>.json``.
 
     brownie run scripts/deploy.py --network development
 
@@ -10,8 +11,10 @@ Environment (all optional):
     FEDCHAIN_ADMIT           comma-separated node addresses to admit (empty key, zero metadata)
     FEDCHAIN_DEPLOYMENTS_DIR where to write <chainId>.json (default: deployments/ in the repository)
 
-The deployer (brownie's ``accounts[0]``) receives DEFAULT_ADMIN_ROLE on both contracts and
-REGISTRAR_ROLE on the registry. If brownie attached to an anvil that was already running (e.g.
+Since protocol v2 there is one contract: ``TrainingRounds`` inherits the registry. The deployer
+(brownie's ``accounts[0]``) receives DEFAULT_ADMIN_ROLE and REGISTRAR_ROLE. The deployment file
+still names both a NodeRegistry and a TrainingRounds entry (the client's schema); both carry the
+one address and the one ABI. If brownie attached to an anvil that was already running (e.g.
 ``anvil`` or ``fedchain chain`` on port 8545), that chain keeps running after the script ends;
 if brownie launched anvil itself, the chain and the deployment go away with it.
 """
@@ -22,7 +25,7 @@ import os
 import re
 from pathlib import Path
 
-from brownie import NodeRegistry, TrainingRounds, accounts, network, web3
+from brownie import TrainingRounds, accounts, network, web3
 
 from fedchain.chain.deployment import Deployment, write_deployment
 
@@ -69,28 +72,26 @@ def main() -> Deployment:
     # `anvil`, `fedchain chain`) refuses: pay what the node asks for.
     tx = {"from": deployer, "gas_price": web3.eth.gas_price}
 
-    registry = NodeRegistry.deploy(deployer, tx)
-    rounds = TrainingRounds.deploy(registry, deployer, config["grace_period"], tx)
+    rounds = TrainingRounds.deploy(deployer, config["grace_period"], tx)
     rounds.grantRole(rounds.AGGREGATOR_ROLE(), aggregator, tx)
     if config["genesis"]:
         rounds.setGenesisModel(config["genesis"], tx)
     for node in config["admit"]:
-        registry.admitNode(node, b"", ZERO_HASH, tx)
+        rounds.admitNode(node, b"", ZERO_HASH, tx)
 
     dep = Deployment(
         chain_id=int(web3.eth.chain_id),
         rpc_url=str(web3.provider.endpoint_uri),
         deployer=deployer.address,
-        block=int(registry.tx.block_number),
-        registry_address=registry.address,
+        block=int(rounds.tx.block_number),
+        registry_address=rounds.address,
         rounds_address=rounds.address,
         aggregator=web3.to_checksum_address(aggregator),
         grace_period=config["grace_period"],
-        abi_paths={name: f"build/contracts/{name}.json" for name in ("NodeRegistry", "TrainingRounds")},
+        abi_paths={name: "build/contracts/TrainingRounds.json" for name in ("NodeRegistry", "TrainingRounds")},
     )
     path = write_deployment(dep, config["deployments_dir"])
-    print(f"NodeRegistry   {registry.address}")
-    print(f"TrainingRounds {rounds.address}  (grace period {dep.grace_period} s)")
+    print(f"TrainingRounds {rounds.address}  (node registry included; grace period {dep.grace_period} s)")
     print(f"aggregator     {dep.aggregator}")
     if config["genesis"]:
         print(f"genesis model  {config['genesis']}")

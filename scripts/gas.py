@@ -1,12 +1,14 @@
-"""Gas used by every state-changing function of NodeRegistry and TrainingRounds, in a typical call.
+"""Gas used by every state-changing function of the fedchain contract (TrainingRounds, which
+includes the node registry), in a typical call.
 
     brownie run scripts/gas.py          (make gas)
 
 Deploys on the development network (a fresh anvil), admits nodes, runs rounds and reads
 ``gasUsed`` from each receipt (the 21,000 base included). "Typical" means steady state, not the
 first call ever: e.g. an ``openRound`` after a finalized round, a ``submitUpdate`` by a node
-that already committed in an earlier round. The other cases that cost differently are printed
-above. The last line of output is a JSON object ``{function: gas}``; docs/gas.md explains it.
+that already committed in an earlier round, a 20-node ``submitBatch`` of nodes that all committed
+in an earlier round. The other cases that cost differently are printed above. The last line of
+output is a JSON object ``{function: gas}``; docs/gas.md explains it.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ from __future__ import annotations
 import json
 import warnings
 
-from brownie import NodeRegistry, TrainingRounds, accounts, chain, network, web3
+from brownie import TrainingRounds, accounts, chain, network, web3
+from eth_account import Account
+from eth_utils import keccak
 
 # brownie 1.22 warns about its own internal use of rpc.sleep/mine/snapshot.
 warnings.filterwarnings("ignore", message=r"rpc\.\w+ should not be called directly", category=FutureWarning)
 
 GRACE = 60
 ROUND_SECONDS = 3600
-NODES = 6
+RELAY_CUTOFF = 600
+MAX_SAMPLES = 10**6
+NODES = 6  # direct committers (brownie accounts)
+BATCH = 20  # relayed committers (keys only: they never send a transaction)
 PUBLIC_KEY = bytes(range(1, 33))  # a 32-byte key, e.g. X25519 for secure aggregation
 
 
@@ -30,16 +37,35 @@ def h(tag: str, i: int = 0) -> str:
     return "0x" + bytes([(ord(c) + i) % 255 + 1 for c in tag.ljust(32, "#")[:32]]).hex()
 
 
-def run_round(rounds, aggregator, nodes, base, number, *, finalize=True):
-    """Open a round, let every node commit, finalize. Returns the receipts and the new model."""
-    tx_open = rounds.openRound(base, h("config", number), chain.time() + ROUND_SECONDS, 1, {"from": aggregator})
+def signed(rounds, key, rid, update_hash, samples) -> tuple:
+    """An EIP-712 Commitment signature in the EIP-2098 compact form the contract takes."""
+    digest = bytes(rounds.commitmentDigest(rid, update_hash, samples))
+    sig = Account.unsafe_sign_hash(digest, private_key=key)
+    vs = sig.s | ((sig.v - 27) << 255)
+    return (update_hash, samples, "0x" + sig.r.to_bytes(32, "big").hex(), "0x" + vs.to_bytes(32, "big").hex())
+
+
+def params(deadline: int, min_updates: int = 1) -> tuple:
+    return (deadline, min_updates, MAX_SAMPLES, 0, RELAY_CUTOFF)
+
+
+def run_round(rounds, aggregator, nodes, keys, base, number, *, finalize=True):
+    """Open a round, let every node commit (directly, then the keys in one batch), finalize early
+    (everyone committed). Returns the receipts and the new model."""
+    tx_open = rounds.openRound(base, h("config", number), params(chain.time() + ROUND_SECONDS), {"from": aggregator})
     rid = tx_open.return_value
-    submits = [rounds.submitUpdate(rid, h(f"update{n}", number), 1000 + n, {"from": node}) for n, node in enumerate(nodes)]
+    submits = [rounds.submitUpdate(rid, h(f"update{n}", number), 1000 + n, {"from": node})
+               for n, node in enumerate(nodes)]
+    batch = None
+    if keys:
+        entries = [signed(rounds, k, rid, h(f"relayed{n}", number), 500 + n) for n, k in enumerate(keys)]
+        batch = rounds.submitBatch(rid, entries, {"from": aggregator})
+        assert batch.return_value == len(keys), batch.return_value
     if not finalize:
-        return rid, tx_open, submits, None, base
+        return rid, tx_open, submits, batch, None, base
     model = h("model", number)
-    tx_fin = rounds.finalizeRound(rid, model, h("report", number), len(nodes), {"from": aggregator})
-    return rid, tx_open, submits, tx_fin, model
+    tx_fin = rounds.finalizeRound(rid, model, h("report", number), len(nodes) + len(keys), {"from": aggregator})
+    return rid, tx_open, submits, batch, tx_fin, model
 
 
 def main() -> dict[str, int]:
@@ -50,69 +76,88 @@ def main() -> dict[str, int]:
     network.gas_price(web3.eth.gas_price)
     admin, aggregator = accounts[0], accounts[1]
     nodes = list(accounts[2 : 2 + NODES])
-    registry = NodeRegistry.deploy(admin, {"from": admin})
-    rounds = TrainingRounds.deploy(registry, admin, GRACE, {"from": admin})
+    keys = ["0x" + keccak(text=f"fedchain gas relayed node/{i}").hex() for i in range(BATCH)]
+    rounds = TrainingRounds.deploy(admin, GRACE, {"from": admin})
+    gas: dict[str, int] = {"deploy": rounds.tx.gas_used}
     rounds.grantRole(rounds.AGGREGATOR_ROLE(), aggregator, {"from": admin})
-
-    gas: dict[str, int] = {}
     notes: list[tuple[str, int]] = []
 
-    admits = [registry.admitNode(n, PUBLIC_KEY, h("meta", i), {"from": admin}) for i, n in enumerate(nodes)]
+    admits = [rounds.admitNode(n, PUBLIC_KEY, h("meta", i), {"from": admin}) for i, n in enumerate(nodes)]
     notes.append(("admitNode, first node ever (node count 0 -> 1)", admits[0].gas_used))
     gas["admitNode"] = admits[1].gas_used
     notes.append(("admitNode, empty key and zero metadata (what `fedchain deploy` does)",
-                  registry.admitNode(accounts[8], b"", "0x" + "00" * 32, {"from": admin}).gas_used))
-    gas["removeNode"] = registry.removeNode(accounts[8], {"from": admin}).gas_used
+                  rounds.admitNode(accounts[8], b"", "0x" + "00" * 32, {"from": admin}).gas_used))
+    gas["removeNode"] = rounds.removeNode(accounts[8], {"from": admin}).gas_used
     notes.append(("admitNode, re-admitting a removed node (empty key)",
-                  registry.admitNode(accounts[8], b"", "0x" + "00" * 32, {"from": admin}).gas_used))
-    registry.removeNode(accounts[8], {"from": admin})
+                  rounds.admitNode(accounts[8], b"", "0x" + "00" * 32, {"from": admin}).gas_used))
+    rounds.removeNode(accounts[8], {"from": admin})
+    for i, key in enumerate(keys):
+        rounds.admitNode(Account.from_key(key).address, b"", h("meta-relayed", i), {"from": admin})
 
-    gas["setOpenRegistration"] = registry.setOpenRegistration(True, {"from": admin}).gas_used
-    gas["register"] = registry.register(PUBLIC_KEY, h("meta-self"), {"from": accounts[9]}).gas_used
-    gas["updateNode"] = registry.updateNode(PUBLIC_KEY[::-1], h("meta-rotated"), {"from": accounts[9]}).gas_used
-    registry.removeNode(accounts[9], {"from": admin})
-    registry.setOpenRegistration(False, {"from": admin})
+    gas["setOpenRegistration"] = rounds.setOpenRegistration(True, {"from": admin}).gas_used
+    gas["register"] = rounds.register(PUBLIC_KEY, h("meta-self"), {"from": accounts[9]}).gas_used
+    gas["updateNode"] = rounds.updateNode(PUBLIC_KEY[::-1], h("meta-rotated"), {"from": accounts[9]}).gas_used
+    rounds.removeNode(accounts[9], {"from": admin})
+    rounds.setOpenRegistration(False, {"from": admin})
 
     genesis = h("genesis")
     gas["setGenesisModel"] = rounds.setGenesisModel(genesis, {"from": admin}).gas_used
 
-    # Rounds 1..5: every node commits in every round. Samples are packed four rounds per slot,
-    # so rounds 1 and 5 start a node's slot and rounds 2-4 write into it.
+    # Rounds 1..3: every node commits in every round, the direct ones first, then one batch.
     model = genesis
     results = []
-    for number in range(1, 6):
-        rid, tx_open, submits, tx_fin, model = run_round(rounds, aggregator, nodes, model, number)
-        results.append((rid, tx_open, submits, tx_fin))
-    r1, r2, r5 = results[0], results[1], results[4]
+    for number in range(1, 4):
+        rid, tx_open, submits, batch, tx_fin, model = run_round(rounds, aggregator, nodes, keys, model, number)
+        results.append((rid, tx_open, submits, batch, tx_fin))
+    r1, r2 = results[0], results[1]
     notes.append(("openRound, first round ever", r1[1].gas_used))
     gas["openRound"] = r2[1].gas_used
-    notes.append(("submitUpdate, first round ever, first committer", r1[2][0].gas_used))
-    notes.append(("submitUpdate, a node's first round in a 4-round samples slot (rounds 1, 5, 9, ...)", r5[2][1].gas_used))
+    notes.append(("submitUpdate, a node's first commitment ever (its lastCommittedRound 0 -> 1)", r1[2][1].gas_used))
     gas["submitUpdate"] = r2[2][1].gas_used
     notes.append(("submitUpdate, first committer of round 2 (same as any other committer)", r2[2][0].gas_used))
-    notes.append(("finalizeRound, first round ever", r1[3].gas_used))
-    gas["finalizeRound"] = r2[3].gas_used
+    notes.append((f"submitBatch of {BATCH}, the nodes' first commitments ever", r1[3].gas_used))
+    gas[f"submitBatch_{BATCH}"] = r2[3].gas_used
+    gas[f"submitBatch_per_node_{BATCH}"] = r2[3].gas_used // BATCH
+    notes.append(("finalizeRound, first round ever", r1[4].gas_used))
+    gas["finalizeRound"] = r2[4].gas_used
 
-    # Round 6 gets no quorum: past deadline + grace anyone expires it.
-    rid, tx_open, _, _, _ = run_round(rounds, aggregator, nodes[:1], model, 6, finalize=False)
+    # A batch of one, and skipped entries (a duplicate, a stranger's signature) in round 4.
+    tx4 = rounds.openRound(model, h("config", 4), params(chain.time() + ROUND_SECONDS), {"from": aggregator})
+    rid4 = tx4.return_value
+    one = rounds.submitBatch(rid4, [signed(rounds, keys[0], rid4, h("relayed0", 4), 500)], {"from": aggregator})
+    notes.append(("submitBatch of 1 (steady state)", one.gas_used))
+    dup = rounds.submitBatch(rid4, [signed(rounds, keys[0], rid4, h("relayed0", 4), 500)], {"from": aggregator})
+    notes.append(("submitBatch of 1 skipped entry (AlreadySubmitted)", dup.gas_used))
+    stranger = "0x" + keccak(text="stranger").hex()
+    skip = rounds.submitBatch(rid4, [signed(rounds, stranger, rid4, h("x"), 5)], {"from": aggregator})
+    notes.append(("submitBatch of 1 skipped entry (NotEligible: not a node)", skip.gas_used))
+
+    # Round 4 gets no more commitments: past deadline + grace anyone expires it.
     chain.sleep(ROUND_SECONDS + GRACE + 1)
     chain.mine()
-    gas["expireRound"] = rounds.expireRound(rid, {"from": accounts[9]}).gas_used
-    # Round 7 is left open past deadline + grace: opening round 8 expires it first.
-    run_round(rounds, aggregator, nodes[:1], model, 7, finalize=False)
+    gas["expireRound"] = rounds.expireRound(rid4, {"from": accounts[9]}).gas_used
+    # Round 5 is left open past deadline + grace: opening round 6 expires it first.
+    run_round(rounds, aggregator, nodes[:1], [], model, 5, finalize=False)
     chain.sleep(ROUND_SECONDS + GRACE + 1)
     chain.mine()
-    tx8 = rounds.openRound(model, h("config", 8), chain.time() + ROUND_SECONDS, 1, {"from": aggregator})
-    notes.append(("openRound that first expires the expirable previous round", tx8.gas_used))
+    tx6 = rounds.openRound(model, h("config", 6), params(chain.time() + ROUND_SECONDS), {"from": aggregator})
+    notes.append(("openRound that first expires the expirable previous round", tx6.gas_used))
+    # A sampled round stores its seed too.
+    chain.sleep(ROUND_SECONDS + GRACE + 1)
+    chain.mine()
+    tx7 = rounds.openRound(model, h("config", 7), (chain.time() + ROUND_SECONDS, 1, MAX_SAMPLES, 2**63, 0),
+                           {"from": aggregator})
+    notes.append(("openRound of a sampled round, expiring the previous one", tx7.gas_used))
 
     print("\nOther cases (gasUsed):")
     for label, value in notes:
         print(f"  {value:>7,}  {label}")
     print("\nTypical calls (gasUsed, 21,000 base included):")
     for name in gas:
-        print(f"  {gas[name]:>7,}  {name}")
+        print(f"  {gas[name]:>9,}  {name}")
     order = ["admitNode", "removeNode", "register", "updateNode", "setOpenRegistration", "setGenesisModel",
-             "openRound", "submitUpdate", "finalizeRound", "expireRound"]
+             "openRound", "submitUpdate", f"submitBatch_{BATCH}", f"submitBatch_per_node_{BATCH}", "finalizeRound",
+             "expireRound", "deploy"]
     result = {name: int(gas[name]) for name in order}
     # Stop the chain now, so that brownie's "Terminating local RPC client..." comes before the
     # JSON line instead of after it.

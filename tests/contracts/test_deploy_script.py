@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from brownie import NodeRegistry, TrainingRounds, accounts, web3
+from brownie import TrainingRounds, accounts, web3
 from conftest import ZERO, h, role
 
 from fedchain.chain.deployment import Deployment, load_deployment, write_deployment
@@ -22,7 +22,7 @@ def env(monkeypatch, tmp_path):
     return monkeypatch
 
 
-def test_deploy_script_configures_the_contracts_and_writes_the_deployment_file(env, tmp_path):
+def test_deploy_script_deploys_one_contract_configures_it_and_writes_the_deployment_file(env, tmp_path):
     nodes = [accounts[3].address, accounts[4].address]
     env.setenv("FEDCHAIN_AGGREGATOR", accounts[1].address.lower())
     env.setenv("FEDCHAIN_GRACE_PERIOD", "30")
@@ -33,22 +33,29 @@ def test_deploy_script_configures_the_contracts_and_writes_the_deployment_file(e
     assert load_deployment(tmp_path, web3.eth.chain_id) == dep
     data = json.loads((tmp_path / f"{web3.eth.chain_id}.json").read_text())
     assert list(data) == ["chain_id", "rpc_url", "deployer", "block", "aggregator", "grace_period", "contracts"]
-    assert data["contracts"]["NodeRegistry"]["abi"] == "build/contracts/NodeRegistry.json"
-    assert data["contracts"]["TrainingRounds"]["abi"] == "build/contracts/TrainingRounds.json"
+    # One contract: both entries carry its address and its ABI.
+    assert data["contracts"]["NodeRegistry"] == data["contracts"]["TrainingRounds"] == {
+        "address": dep.rounds_address, "abi": "build/contracts/TrainingRounds.json"}
+    assert dep.registry_address == dep.rounds_address
     assert (dep.deployer, dep.aggregator, dep.grace_period) == (accounts[0].address, accounts[1].address, 30)
     assert dep.rpc_url.startswith("http")
 
-    registry, rounds = NodeRegistry.at(dep.registry_address), TrainingRounds.at(dep.rounds_address)
-    assert web3.eth.get_transaction_receipt(registry.tx.txid)["blockNumber"] == dep.block
-    assert rounds.registry() == registry.address
+    rounds = TrainingRounds.at(dep.rounds_address)
+    assert web3.eth.get_transaction_receipt(rounds.tx.txid)["blockNumber"] == dep.block
+    assert web3.eth.get_transaction_receipt(rounds.tx.txid)["contractAddress"] == rounds.address
     assert rounds.gracePeriod() == 30
     assert rounds.genesisModelHash() == h("genesis")
     assert rounds.hasRole(role("AGGREGATOR_ROLE"), accounts[1])
     assert rounds.hasRole(role("DEFAULT_ADMIN_ROLE"), accounts[0])
-    assert registry.hasRole(role("REGISTRAR_ROLE"), accounts[0])
-    assert registry.nodeCount() == 2
+    assert rounds.hasRole(role("REGISTRAR_ROLE"), accounts[0])
+    assert rounds.nodeCount() == 2
     for node in nodes:
-        assert tuple(registry.getNode(node))[0] is True
+        record = rounds.getNode(node)
+        assert (record[0], record[2], record[3]) == (True, 0, 0)  # active, joinedRound, keyRound
+    # The admitted nodes are eligible in round 1.
+    rounds.openRound(h("genesis"), h("config"), (web3.eth.get_block("latest")["timestamp"] + 100, 2, 10, 0, 0),
+                     {"from": accounts[1]})
+    assert all(rounds.isEligible(1, node) for node in nodes)
 
 
 def test_deploy_script_defaults_to_the_deployer_as_aggregator_and_60_seconds(env, tmp_path):
@@ -58,7 +65,7 @@ def test_deploy_script_defaults_to_the_deployer_as_aggregator_and_60_seconds(env
     assert rounds.hasRole(role("AGGREGATOR_ROLE"), accounts[0])
     assert rounds.gracePeriod() == dep.grace_period == 60
     assert rounds.genesisModelHash() == ZERO
-    assert NodeRegistry.at(dep.registry_address).nodeCount() == 0
+    assert rounds.nodeCount() == 0
 
 
 @pytest.mark.parametrize(

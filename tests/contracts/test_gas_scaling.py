@@ -1,15 +1,15 @@
 """No function's gas grows with the number of registered nodes.
 
-The same sequence of calls is measured with 1 registered node and again after 200 more were
-admitted. It is arranged so that both measurements hit storage in the same state: the measured
-rounds sit at the same position in a node's 4-round samples slot (rounds 2 and 6, each after a
-round in which the node committed) and follow a finalized round; round 1, the first round ever,
-is not measured. Receipts' ``gasUsed`` minus the intrinsic cost (21,000 + calldata) must be
-identical; whole receipts differ at most by calldata bytes (e.g. a zero byte in a timestamp).
+The same sequence of calls is measured in a federation of 2 nodes and again after 200 more were
+admitted. Both measurements hit storage in the same state: each measured round follows a round in
+which the measured nodes committed (steady state: non-zero to non-zero slot writes) and that was
+finalized. Receipts' ``gasUsed`` minus the intrinsic cost (21,000 + calldata) must be identical;
+whole receipts differ at most by calldata bytes (e.g. a zero byte in a timestamp or a signature).
 """
 
 import pytest
-from conftest import ROUND_SECONDS, deploy_rounds, h, next_block_at, now
+from conftest import ROUND_SECONDS, deploy, h, node_key, now, params, sign, warp
+from eth_account import Account
 from eth_utils import keccak, to_checksum_address
 
 BULK = 200
@@ -27,63 +27,63 @@ def address(tag: str, i: int) -> str:
     return to_checksum_address(raw)
 
 
-def measure_phase(rounds, registry, admin, aggregator, node, outsider, tag):
-    """Rounds k (warm-up), k+1 (measured open/submit/finalize), k+2 (measured expire)."""
+def close_after_deadline(rounds, rid, aggregator):
+    warp(now() + ROUND_SECONDS + 1)  # the same path for 2 and for 202 eligible nodes
+    return rounds.finalizeRound(rid, h("model"), h("report"), 1, {"from": aggregator})
+
+
+def measure_phase(rounds, admin, aggregator, node, signer, outsider, tag):
+    """Rounds k (warm-up), k+1 (measured open/submit/batch/finalize), k+2 (measured expire)."""
     gas = {}
     latest = rounds.latestModelHash()
-    # warm-up round: the node commits, so its samples slot for rounds k..k+3 exists
-    tx = rounds.openRound(latest, h("config"), now() + ROUND_SECONDS, 1, {"from": aggregator})
-    rid = tx.return_value
+    rid = rounds.openRound(latest, h("config"), params(now() + ROUND_SECONDS), {"from": aggregator}).return_value
     rounds.submitUpdate(rid, h("update"), 1000, {"from": node})
-    rounds.finalizeRound(rid, h("model"), h("report"), 1, {"from": aggregator})
+    rounds.submitBatch(rid, [sign(rounds, signer, rid, h("update"), 1000)], {"from": aggregator})
+    close_after_deadline(rounds, rid, aggregator)
     # measured round
-    gas["openRound"] = rounds.openRound(h("model"), h("config"), now() + ROUND_SECONDS, 1, {"from": aggregator})
+    gas["openRound"] = rounds.openRound(h("model"), h("config"), params(now() + ROUND_SECONDS), {"from": aggregator})
     rid = gas["openRound"].return_value
     gas["submitUpdate"] = rounds.submitUpdate(rid, h("update"), 1000, {"from": node})
-    gas["finalizeRound"] = rounds.finalizeRound(rid, h("model"), h("report"), 1, {"from": aggregator})
+    gas["submitBatch"] = rounds.submitBatch(rid, [sign(rounds, signer, rid, h("update"), 1000)], {"from": aggregator})
+    gas["finalizeRound"] = close_after_deadline(rounds, rid, aggregator)
     # a round nobody finalizes
-    tx = rounds.openRound(h("model"), h("config"), now() + ROUND_SECONDS, 1, {"from": aggregator})
-    next_block_at(now() + ROUND_SECONDS + GRACE_EXCESS)
+    tx = rounds.openRound(h("model"), h("config"), params(now() + ROUND_SECONDS), {"from": aggregator})
+    warp(now() + ROUND_SECONDS + GRACE_EXCESS)
     gas["expireRound"] = rounds.expireRound(tx.return_value, {"from": outsider})
     # the registry
-    gas["admitNode"] = registry.admitNode(address(tag, 0), b"\x11" * 32, h("meta"), {"from": admin})
-    gas["removeNode"] = registry.removeNode(address(tag, 0), {"from": admin})
+    gas["admitNode"] = rounds.admitNode(address(tag, 0), b"\x11" * 32, h("meta"), {"from": admin})
+    gas["removeNode"] = rounds.removeNode(address(tag, 0), {"from": admin})
     return gas
 
 
 @pytest.fixture(scope="module")
-def lone(registry, admin, aggregator, nodes):
-    """A federation with exactly one node, nodes[0]."""
-    registry.admitNode(nodes[0], b"", h("meta"), {"from": admin})
-    rounds = deploy_rounds(registry, admin, aggregator)
+def pair(nodes, admin, aggregator):
+    """A federation of two nodes: nodes[0] commits directly, a second key through batches."""
+    rounds = deploy(admin, aggregator)
+    signer = node_key(500)
+    rounds.admitNode(nodes[0], b"", h("meta"), {"from": admin})
+    rounds.admitNode(Account.from_key(signer).address, b"", h("meta"), {"from": admin})
     rounds.setGenesisModel(h("genesis"), {"from": admin})
-    return rounds
+    return rounds, signer
 
 
-def test_gas_does_not_grow_with_the_number_of_nodes(lone, registry, admin, aggregator, nodes, outsider):
-    rounds = lone
-    assert registry.nodeCount() == 1
-    small = measure_phase(rounds, registry, admin, aggregator, nodes[0], outsider, "small")
-    assert rounds.currentRoundId() == 3
-    # Round 4 realigns the next phase on a 4-round samples slot (rounds 5-8, like 1-4).
-    tx = rounds.openRound(h("model"), h("config"), now() + ROUND_SECONDS, 1, {"from": aggregator})
-    rounds.submitUpdate(tx.return_value, h("update"), 1000, {"from": nodes[0]})
-    rounds.finalizeRound(tx.return_value, h("model"), h("report"), 1, {"from": aggregator})
-
+def test_gas_does_not_grow_with_the_number_of_nodes(pair, admin, aggregator, nodes, outsider):
+    rounds, signer = pair
+    assert rounds.nodeCount() == 2
+    small = measure_phase(rounds, admin, aggregator, nodes[0], signer, outsider, "small")
     for i in range(BULK):
-        registry.admitNode(address("bulk", i), b"\x11" * 32, h("meta", i), {"from": admin})
-    assert registry.nodeCount() == 1 + BULK
-
-    large = measure_phase(rounds, registry, admin, aggregator, nodes[0], outsider, "large")
-    assert rounds.currentRoundId() == 7
+        rounds.admitNode(address("bulk", i), b"\x11" * 32, h("meta", i), {"from": admin})
+    assert rounds.nodeCount() == 2 + BULK
+    large = measure_phase(rounds, admin, aggregator, nodes[0], signer, outsider, "large")
+    assert rounds.getRound(large["openRound"].return_value)[10] == 2 + BULK  # eligibleCount
     report = {
         name: (small[name].gas_used, large[name].gas_used, small[name].gas_used - intrinsic(small[name]),
                large[name].gas_used - intrinsic(large[name]))
         for name in small
     }
-    print("\nfunction        gas@1 node  gas@201 nodes  execution@1  execution@201")
+    print("\nfunction        gas@2 nodes  gas@202 nodes  execution@2  execution@202")
     for name, (a, b, ea, eb) in report.items():
-        print(f"{name:15s} {a:10,} {b:14,} {ea:12,} {eb:14,}")
+        print(f"{name:15s} {a:11,} {b:14,} {ea:12,} {eb:14,}")
     for name, (a, b, ea, eb) in report.items():
-        assert ea == eb, f"{name}: execution gas {ea} with 1 node, {eb} with {1 + BULK}"
+        assert ea == eb, f"{name}: execution gas {ea} with 2 nodes, {eb} with {2 + BULK}"
         assert abs(a - b) == abs(intrinsic(small[name]) - intrinsic(large[name])), name

@@ -1,20 +1,45 @@
-"""NodeRegistry: admission, removal, self-registration, key rotation, views, roles."""
+"""The node registry (NodeRegistry, inherited by the one TrainingRounds contract): admission,
+removal, self-registration, key rotation, the rounds a membership or key applies from, roles."""
 
+import json
 import re
 from pathlib import Path
 
 import pytest
-from brownie import NodeRegistry, web3
-from conftest import ZERO, assert_event, error_data, h, interface_id, reverts_with, role, unauthorized
-
-ZERO_ADDRESS = "0x" + "00" * 20
+from brownie import TrainingRounds, web3
+from conftest import (
+    GRACE,
+    ZERO,
+    ZERO_ADDRESS,
+    assert_event,
+    error_data,
+    h,
+    interface_id,
+    reverts_with,
+    role,
+    round_dict,
+    unauthorized,
+)
 KEY = bytes(range(1, 33))  # 32 bytes, e.g. an X25519 public key
 LONG_KEY = bytes(range(200))  # several storage slots
 
 
+def registry_abi():
+    """The ABI of INodeRegistry (NodeRegistry is abstract: brownie exposes no container for it)."""
+    root = Path(__file__).resolve().parents[2]
+    return json.loads((root / "build" / "contracts" / "INodeRegistry.json").read_text())["abi"]
+
+
 def node_tuple(registry, node):
-    active, joined_at, metadata, key = registry.getNode(node)
+    """(active, joinedAt, metadataHash, publicKey) of getNode."""
+    active, joined_at, _joined_round, _key_round, metadata, key = registry.getNode(node)
     return bool(active), int(joined_at), str(metadata).lower(), bytes(key)
+
+
+def node_rounds(registry, node):
+    """(joinedRound, keyRound) of getNode."""
+    record = registry.getNode(node)
+    return int(record[2]), int(record[3])
 
 
 def block_time(tx) -> int:
@@ -31,7 +56,7 @@ def test_constructor_grants_admin_and_registrar_roles_to_admin(registry, admin, 
 
 def test_constructor_reverts_on_zero_admin(admin):
     with reverts_with("ZeroAddress"):
-        NodeRegistry.deploy(ZERO_ADDRESS, {"from": admin})
+        TrainingRounds.deploy(ZERO_ADDRESS, GRACE, {"from": admin})
 
 
 def test_registry_starts_empty_with_registration_closed(registry, outsider):
@@ -40,7 +65,7 @@ def test_registry_starts_empty_with_registration_closed(registry, outsider):
     assert registry.isActiveNode(outsider) is False
 
 
-def test_supports_registry_access_control_and_erc165_interfaces(registry):
+def test_supports_the_registry_interface_access_control_and_erc165(registry):
     selectors = [
         "REGISTRAR_ROLE()", "admitNode(address,bytes,bytes32)", "removeNode(address)",
         "setOpenRegistration(bool)", "openRegistration()", "register(bytes,bytes32)",
@@ -250,21 +275,56 @@ def test_node_count_follows_admissions_and_removals(registry, admin, nodes):
     assert [registry.isActiveNode(n) for n in nodes] == [False, False, False, True, True]
 
 
+# --- the rounds a membership and a key apply from (v2) ----------------------------------------
+def test_admission_records_the_current_round_as_joined_round_and_key_round(rounds, fed, admin, outsider):
+    rounds.admitNode(outsider, KEY, h("meta"), {"from": admin})
+    assert node_rounds(rounds, outsider) == (0, 0)
+    rid, _, _ = fed.open()
+    rounds.removeNode(outsider, {"from": admin})
+    tx = rounds.admitNode(outsider, KEY, h("meta", 2), {"from": admin})
+    assert node_rounds(rounds, outsider) == (rid, rid)
+    assert node_tuple(rounds, outsider) == (True, block_time(tx), h("meta", 2), KEY)
+
+
+def test_key_rotation_sets_key_round_to_the_current_round(rounds, fed, nodes):
+    assert node_rounds(rounds, nodes[0]) == (0, 0)
+    rid = fed.full_round()
+    rid2, _, _ = fed.open()
+    assert rid2 == rid + 1
+    tx = rounds.updateNode(KEY, h("rotated"), {"from": nodes[0]})
+    assert_event(tx, "NodeUpdated", node=nodes[0], metadataHash=h("rotated"), publicKey=KEY)
+    # The key applies from round rid2 + 1; membership is unchanged.
+    assert node_rounds(rounds, nodes[0]) == (0, rid2)
+    assert node_rounds(rounds, nodes[1]) == (0, 0)
+
+
+def test_registry_operations_leave_the_rounds_alone(rounds, fed, admin, nodes, outsider):
+    rid, _, _ = fed.open()
+    before = round_dict(rounds, rid)
+    rounds.admitNode(outsider, KEY, h("meta"), {"from": admin})
+    rounds.removeNode(nodes[4], {"from": admin})
+    rounds.updateNode(KEY, h("m"), {"from": nodes[0]})
+    assert round_dict(rounds, rid) == before  # eligibleCount is the snapshot taken at opening
+    assert rounds.nodeCount() == len(nodes)
+
+
 # --- the test suite itself ------------------------------------------------------------------
 def test_every_custom_error_of_the_registry_is_asserted_by_a_test():
     source = Path(__file__).read_text()
     asserted = set(re.findall(r'reverts_with\(\s*"(\w+)"', source))
     if "*unauthorized(" in source:
         asserted.add("AccessControlUnauthorizedAccount")
-    declared = {item["name"] for item in NodeRegistry.abi if item["type"] == "error"}
-    assert declared - asserted == set()
+    declared = {item["name"] for item in registry_abi() if item["type"] == "error"}
+    if "*unauthorized(" in source:
+        declared.add("AccessControlUnauthorizedAccount")
+    assert declared and declared - asserted == set()
 
 
 def test_every_event_of_the_registry_is_asserted_by_a_test():
     source = Path(__file__).read_text()
     asserted = set(re.findall(r'assert_event\(\s*\w+,\s*"(\w+)"', source))
-    declared = {item["name"] for item in NodeRegistry.abi if item["type"] == "event"}
-    assert declared - asserted == {"RoleAdminChanged"}
+    declared = {item["name"] for item in registry_abi() if item["type"] == "event"}
+    assert declared and declared - asserted == set()
 
 
 def test_revert_helper_rejects_a_different_error(registry, admin, outsider):
