@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     dev_account: int | None = None
     #: Seconds between chain polls.
     poll_interval: float = 0.5
+    #: Upload bodies: the longest wait for the next chunk, and for the whole body, in seconds.
+    #: A stalled or too slow upload is answered 408 (reason ``upload_timeout``) and nothing is
+    #: stored. Transport only: never result-affecting (size limits live in the round config).
+    upload_read_timeout: float = 30.0
+    upload_body_timeout: float = 600.0
     #: Blocks below the chain head that the index does not read yet, so that a reorganisation of
     #: the newest blocks never reaches it. 0 suits anvil; set it on a real chain (e.g. 12).
     confirmations: int = Field(default=0, ge=0)

@@ -1,9 +1,12 @@
 """The aggregator's REST API: ``create_app`` wires settings, chain, store and index into FastAPI.
 
-Reads are public and come from the index (rebuilt from chain events at will); the only write is
-the signed upload of a node's update. Every :class:`FedchainError` becomes a JSON error body
-``{"error", "reason", "detail", "hint"}`` with the error's ``http_status``; anything unexpected is
-a 500 with the same shape and no internals.
+Reads are public and come from the index (rebuilt from chain events at will), except update blobs,
+which are sealed until their round closes; the writes are a node's signed upload of its update and
+its signed commitment for the relay. Policy lives in :mod:`fedchain.api.services`, not in routers.
+Every :class:`FedchainError` becomes a JSON error body ``{"error", "reason", "detail", "hint"}``
+with the error's ``http_status``; so do request validation errors (422, reason
+``invalid_request``); anything unexpected is a 500 with the same shape and no internals. A client
+that disconnects mid-request is logged as one line.
 """
 
 from __future__ import annotations
@@ -13,13 +16,21 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from fedchain import __version__
-from fedchain.api.deps import error_reason
-from fedchain.api.routers import blobs, health, nodes, rounds, updates
+from fedchain.aggregator.relay import RelayQueue
+from fedchain.api.errors import error_reason
+from fedchain.api.routers import blobs, commitments, health, nodes, rounds, updates
+from fedchain.api.services import KindCache, RulesCache, SpecCache
 from fedchain.chain.types import ChainReader
 from fedchain.errors import FedchainError
 from fedchain.index import Indexer
@@ -33,7 +44,9 @@ Auditable federated learning. The contracts are the record: they register nodes,
 hold each node's commitment to its update and the hash of every global model. This API serves
 that history (indexed from contract events plus round reports) and the content-addressed blobs
 behind the hashes, so anyone can re-verify a round. Nodes upload their updates here, signed with
-EIP-712 (see docs/api.md).
+EIP-712, and get the aggregator's signed receipt; gasless nodes post signed commitments for the
+aggregator to relay. Update blobs are sealed until their round closes, then readable by members
+with a signed read (see docs/api.md).
 
 Errors are `{"error": class, "reason": code, "detail": message, "hint": fix-or-null}`.
 """
@@ -41,7 +54,7 @@ Errors are `{"error": class, "reason": code, "detail": message, "hint": fix-or-n
 TAGS = [
     {"name": "health", "description": "Service status and the deployment served"},
     {"name": "rounds", "description": "Round history, from the chain"},
-    {"name": "updates", "description": "Signed upload of a node's update (the only write)"},
+    {"name": "updates", "description": "Signed upload of a node's update, and relayed commitments (the writes)"},
     {"name": "nodes", "description": "Registered nodes"},
     {"name": "blobs", "description": "Content-addressed models, updates, configs and reports"},
 ]
@@ -86,8 +99,31 @@ async def _fedchain_error(_request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         log.warning("%s: %s", type(exc).__name__, exc)
     return JSONResponse(
-        _error_body(type(exc).__name__, error_reason(exc), exc.message, exc.hint), status_code=status
+        _error_body(type(exc).__name__, error_reason(exc), exc.message, exc.hint),
+        status_code=status,
+        headers=getattr(exc, "headers", None),
     )
+
+
+def _location(loc: Any) -> str:
+    return ".".join(str(p) for p in loc) if isinstance(loc, (list, tuple)) else str(loc)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's request validation errors, in the one error body shape (422 ``invalid_request``)."""
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for e in exc.errors()[:5]:
+        parts.append(f"{_location(e.get('loc', ()))}: {str(e.get('msg', 'invalid'))[:200]}")
+    detail = "; ".join(parts) or "invalid request"
+    return JSONResponse(_error_body("RequestValidationError", "invalid_request", detail[:1000],
+                                    "see /openapi.json for the parameters and body this operation takes"),
+                        status_code=422)
+
+
+async def _client_disconnect(request: Request, _exc: Exception) -> Response:
+    log.info("%s %s: client disconnected mid-request", request.method, request.url.path)
+    return Response(status_code=400)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -108,6 +144,32 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _openapi_with_error_bodies(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with FastAPI's default 422 (``HTTPValidationError``) replaced by the
+    ErrorOut body that :func:`_validation_error` actually sends."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    spec = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes,
+                       tags=app.openapi_tags)
+    error_ref = {"$ref": "#/components/schemas/ErrorOut"}
+    for ops in spec.get("paths", {}).values():
+        for op in ops.values():
+            resp = op.get("responses", {}).get("422")
+            if resp is None:
+                continue
+            content = resp.get("content", {}).get("application/json", {})
+            if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                resp["content"] = {"application/json": {"schema": dict(error_ref)}}
+                resp["description"] = "invalid path, query, header or body (invalid_request)"
+    schemas = spec.get("components", {}).get("schemas", {})
+    text = str(spec.get("paths"))
+    for name in ("HTTPValidationError", "ValidationError"):
+        if name in schemas and f"/{name}'" not in text:
+            schemas.pop(name)
+    app.openapi_schema = spec
+    return spec
+
+
 def create_app(
     settings: Settings,
     *,
@@ -115,10 +177,16 @@ def create_app(
     store: BlobStore,
     indexer: Indexer | None = None,
     background_sync: bool = True,
+    signer: LocalAccount | None = None,
+    relay: RelayQueue | None = None,
 ) -> FastAPI:
     """The API app. Without ``indexer`` one is made on ``settings.resolved_db_url()``. With
     ``background_sync`` a thread syncs the index every ``settings.poll_interval`` seconds while the
-    app runs (its lifespan)."""
+    app runs (its lifespan). ``signer`` is the aggregator's key, which signs upload receipts
+    (without it receipts are null). ``relay`` is the queue that ``POST /rounds/{id}/commitments``
+    fills and the round loop drains (default: a new one, at ``app.state.relay``). The round loop
+    may report its state in ``app.state.loop_status`` (``{"state": "ok"|"degraded", "detail"}``),
+    which ``/health`` shows."""
     if indexer is None:
         indexer = Indexer(chain, store, settings.resolved_db_url(), max_json_bytes=settings.max_json_bytes)
 
@@ -146,16 +214,25 @@ def create_app(
     app.state.chain = chain
     app.state.store = store
     app.state.indexer = indexer
-    app.state.spec_cache = updates.SpecCache()
+    app.state.spec_cache = SpecCache()
+    app.state.rules_cache = RulesCache()
+    app.state.kind_cache = KindCache()
+    app.state.signer = signer
+    app.state.relay = relay if relay is not None else RelayQueue()
+    app.state.loop_status = {"state": "ok", "detail": None}
     app.state.sync_thread = None
 
     app.add_exception_handler(FedchainError, _fedchain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
 
     app.include_router(health.router)
     app.include_router(rounds.router)
     app.include_router(updates.router)
+    app.include_router(commitments.router)
     app.include_router(nodes.router)
     app.include_router(blobs.router)
+    app.openapi = lambda: _openapi_with_error_bodies(app)  # type: ignore[method-assign]
     return app

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 
+from fedchain.api.errors import ServiceUnavailable, error_reason, with_reason
+from fedchain.api.schemas import HASH_PATTERN, ErrorOut
+from fedchain.api.services import BlobAccess, RelayPolicy, UploadPolicy
 from fedchain.chain.types import ChainReader
-from fedchain.errors import FedchainError
 from fedchain.index import Indexer
 from fedchain.settings import Settings
 from fedchain.store import BlobStore
+
+__all__ = [
+    "MAX_ID", "ServiceUnavailable", "error_reason", "with_reason", "err", "hash_path",
+    "SettingsDep", "ChainDep", "StoreDep", "IndexerDep", "SessionDep",
+    "UploadPolicyDep", "BlobAccessDep", "RelayPolicyDep",
+]
 
 
 def get_settings(request: Request) -> Settings:
@@ -37,35 +44,42 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_upload_policy(request: Request) -> UploadPolicy:
+    st = request.app.state
+    return UploadPolicy(chain=st.chain, store=st.store, indexer=st.indexer, rules=st.rules_cache,
+                        specs=st.spec_cache, signer=st.signer, read_timeout=st.settings.upload_read_timeout,
+                        body_timeout=st.settings.upload_body_timeout)
+
+
+def get_blob_access(request: Request) -> BlobAccess:
+    st = request.app.state
+    return BlobAccess(chain=st.chain, store=st.store, indexer=st.indexer, rules=st.rules_cache, kinds=st.kind_cache)
+
+
+def get_relay_policy(request: Request) -> RelayPolicy:
+    st = request.app.state
+    return RelayPolicy(chain=st.chain, indexer=st.indexer, relay=st.relay)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
 StoreDep = Annotated[BlobStore, Depends(get_store)]
 IndexerDep = Annotated[Indexer, Depends(get_indexer)]
 SessionDep = Annotated[Session, Depends(get_session)]
+UploadPolicyDep = Annotated[UploadPolicy, Depends(get_upload_policy)]
+BlobAccessDep = Annotated[BlobAccess, Depends(get_blob_access)]
+RelayPolicyDep = Annotated[RelayPolicy, Depends(get_relay_policy)]
 
 #: Largest id SQL integers hold; larger path ids are answered 422 rather than overflowing.
 MAX_ID = 2**63 - 1
 
 
-class ServiceUnavailable(FedchainError):
-    """The aggregator cannot serve this right now (a base model missing from its store, a corrupted
-    blob): its problem, not the client's."""
-
-    http_status = 503
-
-
-def with_reason(exc: FedchainError, reason: str) -> FedchainError:
-    """Attach a machine-readable reason code (the ``reason`` field of the error body)."""
-    exc.reason = reason  # type: ignore[attr-defined]
-    return exc
+def hash_path() -> Any:
+    """A blob-hash path parameter. The pattern is documented in the OpenAPI schema and enforced
+    by the handler (``services.parse_hash``), which answers 400 ``bad_hash`` with the error body."""
+    return Path(description="commitment hash: 0x + 64 hex digits", json_schema_extra={"pattern": HASH_PATTERN})
 
 
-def error_reason(exc: FedchainError) -> str:
-    """The error's reason code: its own ``reason``, a revert's name, else its class in snake_case."""
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, str) and reason:
-        return reason
-    name = getattr(exc, "name", None)  # ContractRevert
-    if isinstance(name, str) and name:
-        return name
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+def err(description: str) -> dict[str, object]:
+    """An error response in the OpenAPI document: the ErrorOut body."""
+    return {"model": ErrorOut, "description": description}

@@ -9,6 +9,11 @@ from pydantic import BaseModel, ConfigDict, Field
 RoundStatusLabel = Literal["open", "finalized", "expired"]
 
 _HASH = "0x + 64 lowercase hex digits"
+
+#: What a blob hash in a path or body must look like (the service answers 400 bad_hash otherwise).
+HASH_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+#: An EIP-2098 compact signature (64 bytes) as 0x-hex.
+COMPACT_SIGNATURE_PATTERN = r"^0x[0-9a-fA-F]{128}$"
 #: On-chain uint64/uint256 values are JSON integers written exactly (no float rounding, no
 #: strings); they can exceed 2^53, so JavaScript clients need a BigInt-aware parser for them.
 _UINT64 = "uint64 on-chain: a JSON integer up to 2^64-1, written exactly"
@@ -132,8 +137,45 @@ class NodePage(BaseModel):
     limit: int
 
 
+class ReceiptOut(BaseModel):
+    """The aggregator's EIP-712 signature over ``Receipt(round, node, blobHash)`` (domain "fedchain"
+    version "2", the TrainingRounds deployment): proof that it had this node's blob."""
+
+    round: int
+    node: str = Field(description="The uploading node (checksummed)")
+    blob_hash: str = Field(description=_HASH)
+    signer: str = Field(description="The aggregator's address; the signature recovers to it")
+    signature: str = Field(description="65-byte r||s||v signature, 0x-hex (fedchain.auth.recover_receipt_signer)")
+
+
 class UploadOut(BaseModel):
     round: int
     node: str
     blob_hash: str
     size: int
+    receipt: ReceiptOut | None = Field(
+        default=None, description="The aggregator's signed receipt; null when it runs without a signing key"
+    )
+
+
+class CommitmentIn(BaseModel):
+    """A node's EIP-712 ``Commitment(roundId, updateHash, numSamples)``, for the aggregator to relay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    update_hash: str = Field(pattern=HASH_PATTERN, description="The blob this node uploaded for the round")
+    num_samples: int = Field(ge=1, le=2**64 - 1, description="At most the round's max_samples")
+    signature: str = Field(pattern=COMPACT_SIGNATURE_PATTERN,
+                           description="EIP-2098 compact signature (64 bytes, 0x-hex): fedchain.auth.sign_commitment")
+
+
+class CommitmentOut(BaseModel):
+    """A queued commitment: the aggregator relays it in its next ``submitBatch``."""
+
+    round: int
+    node: str = Field(description="The signer (checksummed)")
+    update_hash: str = Field(description=_HASH)
+    num_samples: int
+    signature: str
+    relay_closes_at: int = Field(description="Chain time (unix s) after which batches are refused: "
+                                             "if the commitment is not on-chain by then, commit directly")

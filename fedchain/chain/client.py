@@ -16,7 +16,7 @@ from typing import Any, Callable
 import requests
 from hexbytes import HexBytes
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
@@ -275,12 +275,15 @@ class ChainClient:
         return None if h == ZERO_HASH else h
 
     def has_role(self, role_name: str, address: str) -> bool:
+        """``hasRole`` for a role named by its constant. Roles without a getter on the contract
+        (``AUDITOR_ROLE``) are ``keccak256(name)``, as OpenZeppelin's AccessControl defines them."""
         contract = self.registry if role_name == "REGISTRAR_ROLE" else self.rounds
-        role = (
-            b"\x00" * 32
-            if role_name == "DEFAULT_ADMIN_ROLE"
-            else self._call(getattr(contract.functions, role_name)(), role_name)
-        )
+        if role_name == "DEFAULT_ADMIN_ROLE":
+            role = b"\x00" * 32
+        elif any(f.get("type") == "function" and f.get("name") == role_name for f in contract.abi):
+            role = self._call(getattr(contract.functions, role_name)(), role_name)
+        else:
+            role = keccak(text=role_name)
         return bool(self._call(contract.functions.hasRole(role, to_checksum_address(address)), "hasRole"))
 
     # -- events --------------------------------------------------------------------------------

@@ -57,6 +57,21 @@ class BlobStore(ABC):
             )
         return data
 
+    def stream(self, h: str, *, chunk_size: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+        """The blob's size and its bytes in chunks of at most ``chunk_size``, verified.
+
+        BlobNotFound if absent, HashMismatch if corrupted (raised here, before any chunk). This
+        default reads and re-hashes the whole blob; a backend may verify once and remember it
+        (see :meth:`FilesystemStore.stream`), so that serving a blob does not re-hash it each time.
+        """
+        data = self.get(h)
+        return len(data), (data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
+
+    def read_prefix(self, h: str, n: int) -> bytes:
+        """At most the first ``n`` raw bytes of a blob, NOT verified (for sniffing its kind).
+        BlobNotFound if absent."""
+        return self._read(normalize_hash(h))[: max(0, n)]
+
     def describe(self, h: str) -> str:
         """Where the blob lives, for messages."""
         return normalize_hash(h)

@@ -1,5 +1,10 @@
 """Blob store on a local filesystem: ``root/ab/cd/<64 hex digits>`` (the hash without ``0x``).
 
+Serving (:meth:`FilesystemStore.stream`) verifies a blob's hash once per file version (size,
+modification time and inode, as ``fstat`` reports them) and remembers it, then streams the file in
+chunks: a blob is not re-hashed on every read, and never held whole in memory. ``get`` still
+re-hashes every time (verification reads the whole blob anyway).
+
 Writes go to a unique temporary file in the target folder, are flushed to disk, then renamed over
 the final name with ``os.replace`` (atomic on POSIX and Windows). Readers therefore see a complete
 blob or none, and two threads or processes putting the same blob at once each rename a complete
@@ -8,13 +13,14 @@ copy of the same bytes: whichever wins, the result is correct. No locks are need
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from fedchain.errors import BlobNotFound, ConfigError
+from fedchain.errors import BlobNotFound, ConfigError, HashMismatch
 from fedchain.hashing import commitment, normalize_hash
 from fedchain.store.base import BlobStore
 
@@ -28,6 +34,8 @@ class FilesystemStore(BlobStore):
         self.root = Path(root).expanduser()
         self.max_bytes = max_bytes
         self.fsync = fsync
+        #: hash -> (size, mtime_ns, inode) of the file version whose hash was last checked.
+        self._verified: dict[str, tuple[int, int, int]] = {}
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
@@ -50,6 +58,7 @@ class FilesystemStore(BlobStore):
     def _write(self, h: str, data: bytes) -> None:
         final = self.path(h)
         if self._intact(final, h, len(data)):
+            self._remember(h, os.stat(final))
             return  # idempotent: already stored (a corrupted copy is replaced below)
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=final.parent)
@@ -61,6 +70,7 @@ class FilesystemStore(BlobStore):
                     os.fsync(f.fileno())
             os.chmod(tmp, 0o644)
             os.replace(tmp, final)
+            self._remember(h, os.stat(final))  # verified on the way in (put hashed the bytes)
         except BaseException:
             try:
                 os.unlink(tmp)
@@ -86,6 +96,62 @@ class FilesystemStore(BlobStore):
     def has(self, h: str) -> bool:
         return self.path(h).is_file()
 
+    # --- verified streaming ------------------------------------------------------------------------
+    @staticmethod
+    def _version(st: os.stat_result) -> tuple[int, int, int]:
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def _remember(self, h: str, st: os.stat_result) -> None:
+        self._verified[h] = self._version(st)
+
+    def _open(self, h: str) -> BinaryIO:
+        try:
+            return open(self.path(h), "rb")  # noqa: SIM115 - closed by the caller / the generator
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFound(f"no blob {h} in the store at {self.root}") from None
+
+    @staticmethod
+    def _hash_file(f: BinaryIO, size: int) -> str:
+        if size == 0:
+            return commitment(b"")
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:  # paged in, not copied
+            return commitment(mm)
+
+    def stream(self, h: str, *, chunk_size: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+        """Size and chunks of blob ``h``. The open file is hashed only if this version of it
+        (size, mtime, inode) was not verified before; the same open file is then streamed, so a
+        rename over it in between cannot swap the bytes."""
+        h = normalize_hash(h)
+        f = self._open(h)
+        try:
+            st = os.fstat(f.fileno())
+            if self._verified.get(h) != self._version(st):
+                actual = self._hash_file(f, st.st_size)
+                if actual != h:
+                    self._verified.pop(h, None)
+                    raise HashMismatch(
+                        f"stored blob {h} is corrupted: its {st.st_size} bytes hash to {actual}",
+                        hint=f"delete it from the store ({self.path(h)}) and upload it again",
+                    )
+                self._remember(h, st)
+        except BaseException:
+            f.close()
+            raise
+
+        def chunks() -> Iterator[bytes]:
+            with f:
+                while True:
+                    chunk = f.read(chunk_size)
+                    if not chunk:
+                        return
+                    yield chunk
+
+        return st.st_size, chunks()
+
+    def read_prefix(self, h: str, n: int) -> bytes:
+        with self._open(normalize_hash(h)) as f:
+            return f.read(max(0, n))
+
     def size(self, h: str) -> int:
         try:
             return self.path(h).stat().st_size
@@ -93,6 +159,7 @@ class FilesystemStore(BlobStore):
             raise BlobNotFound(f"no blob {normalize_hash(h)} in the store at {self.root}") from None
 
     def delete(self, h: str) -> None:
+        self._verified.pop(normalize_hash(h), None)
         try:
             self.path(h).unlink()
         except FileNotFoundError:

@@ -524,6 +524,15 @@ class FakeChain:
         n = self._nodes.get(to_checksum_address(address))
         return bool(n and n.active)
 
+    def grant_role(self, role_name: str, address: str) -> None:
+        """``AccessControl.grantRole`` for any role name (e.g. ``AUDITOR_ROLE``); mines nothing."""
+        self.__dict__.setdefault("_roles", set()).add((role_name, to_checksum_address(address)))
+
+    def has_role(self, role_name: str, address: str) -> bool:
+        self._read("has_role")
+        return (role_name, to_checksum_address(address)) in self.__dict__.get("_roles", set())
+
+
     def node_count(self) -> int:
         self._read("node_count")
         return sum(1 for n in self._nodes.values() if n.active)

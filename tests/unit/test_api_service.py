@@ -80,7 +80,7 @@ def test_nodes_lists_registry_state(world):
     world.chain.remove_node(world.nodes[2].address)
     world.chain.update_node(world.nodes[0].address, b"\x42" * 33, "0x" + "55" * 32)
     world.indexer.sync()
-    nodes = world.client.get("/nodes").json()
+    nodes = world.client.get("/nodes").json()["items"]
     assert [n["address"] for n in nodes] == [n.address for n in world.nodes]
     by = {n["address"]: n for n in nodes}
     assert by[world.nodes[0].address]["public_key"] == "0x" + "42" * 33
@@ -89,7 +89,7 @@ def test_nodes_lists_registry_state(world):
     assert by[world.nodes[2].address]["active"] is False
     for n in nodes:
         assert n["active"] == world.chain.is_active_node(n["address"])
-    active = world.client.get("/nodes", params={"active": True}).json()
+    active = world.client.get("/nodes", params={"active": True}).json()["items"]
     assert [n["address"] for n in active] == [n.address for n in world.nodes[:2]]
 
 
@@ -101,7 +101,7 @@ def test_blob_is_served_with_its_hash_as_etag(world):
     assert r.status_code == 200 and r.content == data
     assert r.headers["content-type"] == "application/octet-stream"
     assert r.headers["etag"] == f'"{h}"'
-    assert world.client.get(f"/blobs/{h[2:].upper()}").content == data
+    assert world.client.get(f"/blobs/0x{h[2:].upper()}").content == data
     assert world.client.get(f"/blobs/{h}", headers={"If-None-Match": f'"{h}"'}).status_code == 304
 
 
@@ -118,7 +118,7 @@ def test_unknown_blob_is_404(world):
     assert r.status_code == 404 and r.json()["reason"] == "blob_not_found"
 
 
-@pytest.mark.parametrize("bad", ["0x1234", "hello", "0x" + "zz" * 32])
+@pytest.mark.parametrize("bad", ["0x1234", "hello", "0x" + "zz" * 32, "ab" * 32])
 def test_malformed_blob_hash_is_400(world, bad):
     r = world.client.get(f"/blobs/{bad}")
     assert r.status_code == 400 and r.json()["reason"] == "bad_hash"
@@ -158,19 +158,22 @@ def test_unexpected_exception_is_a_500_without_internals(world):
 
 
 def test_fedchain_errors_keep_their_status_reason_and_hint(world):
-    def revert(_address):
-        raise ContractRevert("NodeNotActive", {"node": "0x00"}, function="isActiveNode")
+    data = model_bytes(2.0)
+    sig = world.sign(world.nodes[0], 1, commitment(data))
 
-    world.chain.is_active_node = revert
-    r = world.put(1, model_bytes(2.0))
+    def revert(_round, _address):
+        raise ContractRevert("UnknownRound", {"roundId": 1}, function="isEligible")
+
+    world.chain.is_eligible = revert
+    r = world.put(1, data, signature=sig)
     assert r.status_code == 409
-    assert r.json()["error"] == "ContractRevert" and r.json()["reason"] == "NodeNotActive"
+    assert r.json()["error"] == "ContractRevert" and r.json()["reason"] == "UnknownRound"
 
-    def gone(_address):
+    def gone(_round, _address):
         raise ChainError("the node says no", hint="try another RPC")
 
-    world.chain.is_active_node = gone
-    r = world.put(1, model_bytes(2.0))
+    world.chain.is_eligible = gone
+    r = world.put(1, data, signature=sig)
     assert r.status_code == 502
     assert r.json() == {"error": "ChainError", "reason": "chain_error", "detail": "the node says no",
                         "hint": "try another RPC"}
@@ -195,7 +198,80 @@ def test_openapi_and_docs_are_served(world):
     assert world.client.get("/docs").status_code == 200
 
 
-def test_reads_are_public_and_the_upload_is_the_only_write(world):
+def test_the_writes_are_the_upload_and_the_relayed_commitment(world):
     spec = world.client.get("/openapi.json").json()
     writes = [(p, m) for p, ops in spec["paths"].items() for m in ops if m not in ("get", "head")]
-    assert writes == [("/rounds/{round_id}/updates/{blob_hash}", "put")]
+    assert sorted(writes) == [("/rounds/{round_id}/commitments", "post"), ("/rounds/{round_id}/updates/{blob_hash}", "put")]
+
+
+def test_blob_hash_parameters_document_the_pattern_the_handler_enforces(world):
+    spec = world.client.get("/openapi.json").json()
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            for p in op.get("parameters", []):
+                if p["name"] == "blob_hash":
+                    assert p["schema"]["pattern"] == "^0x[0-9a-fA-F]{64}$", path
+                    assert "400" in op["responses"], path
+    r = world.client.get("/blobs/" + "ab" * 32)  # violates the pattern: the documented 400
+    assert r.status_code == 400 and r.json()["reason"] == "bad_hash"
+
+
+def test_every_422_is_documented_as_the_error_body_and_sent_as_one(world):
+    spec = world.client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for op in ops.values():
+            if "422" in op["responses"]:
+                schema = op["responses"]["422"]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorOut"}, path
+    put = spec["paths"]["/rounds/{round_id}/updates/{blob_hash}"]["put"]
+    assert put["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    r = world.client.get("/rounds/not-a-number")
+    assert r.status_code == 422
+    body = r.json()
+    assert set(body) == {"error", "reason", "detail", "hint"} and body["reason"] == "invalid_request"
+    assert "round_id" in body["detail"]
+
+
+def test_health_is_degraded_when_the_round_loop_reports_a_problem(world):
+    world.indexer.sync()
+    world.app.state.loop_status = {"state": "degraded", "detail": "RPC timeout, retrying in 8 s"}
+    h = world.client.get("/health").json()
+    assert h["status"] == "degraded" and "round loop: RPC timeout, retrying in 8 s" in h["detail"]
+    world.app.state.loop_status = {"state": "ok", "detail": None}
+    assert world.client.get("/health").json()["status"] == "ok"
+
+
+def test_health_never_500s_on_a_broken_chain_client(world):
+    def broken():
+        raise ZeroDivisionError("weird")
+
+    world.chain.block_number = broken
+    world.app.state.loop_status = "not even a dict"
+    r = world.client.get("/health")
+    assert r.status_code == 200 and r.json()["status"] == "degraded"
+
+
+def test_client_disconnect_on_a_json_route_is_no_traceback_and_no_500(world, caplog):
+    import asyncio
+    import logging
+
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/rounds/1/commitments", "raw_path": b"/rounds/1/commitments", "query_string": b"",
+             "root_path": "", "headers": [(b"host", b"t"), (b"content-type", b"application/json"),
+                                          (b"content-length", b"100")],
+             "client": ("127.0.0.1", 1), "server": ("t", 80), "app": world.app}
+    with caplog.at_level(logging.INFO):
+        asyncio.run(world.app(scope, receive, send))
+    assert not any(r.exc_info for r in caplog.records)
+    assert len([r for r in caplog.records if "disconnect" in r.getMessage()]) <= 1
+    start = [m for m in sent if m["type"] == "http.response.start"]
+    assert not start or start[0]["status"] < 500

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from eth_utils import to_checksum_address
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from fedchain.api.deps import ChainDep, IndexerDep
 from fedchain.api.schemas import DeploymentOut, HealthOut
+from fedchain.api.services import loop_problem
 from fedchain.errors import FedchainError
 
 log = logging.getLogger(__name__)
@@ -17,10 +18,11 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=HealthOut, summary="Chain, index and service status")
-def health(chain: ChainDep, indexer: IndexerDep) -> HealthOut:
-    """``ok`` when the chain answers and the last index sync succeeded; ``degraded`` (still HTTP
-    200: reads keep being served from the index) with ``detail`` saying why otherwise."""
+@router.get("/health", response_model=HealthOut, summary="Chain, index, round loop and service status")
+def health(request: Request, chain: ChainDep, indexer: IndexerDep) -> HealthOut:
+    """``ok`` when the chain answers, the last index sync succeeded and the round loop (when this
+    process runs one) reports no problem; ``degraded`` (still HTTP 200: reads keep being served
+    from the index) with ``detail`` saying why otherwise. Never a 500."""
     problems: list[str] = []
     block: int | None = None
     try:
@@ -28,16 +30,20 @@ def health(chain: ChainDep, indexer: IndexerDep) -> HealthOut:
     except FedchainError as exc:
         problems.append(f"chain: {exc}")
     except Exception as exc:  # noqa: BLE001 - health must answer whatever the client raises
-        log.warning("health: chain.block_number failed", exc_info=True)
+        log.warning("health: chain.block_number failed: %s: %s", type(exc).__name__, exc)
         problems.append(f"chain: {type(exc).__name__}")
-    if indexer.last_error:
-        problems.append(f"index sync failing: {indexer.last_error}")
+    last_error = getattr(indexer, "last_error", None)
+    if last_error:
+        problems.append(f"index sync failing: {last_error}")
     indexed: int | None = None
     try:
         indexed = indexer.indexed_block()
-    except Exception:  # noqa: BLE001
-        log.warning("health: index database unreadable", exc_info=True)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("health: index database unreadable: %s: %s", type(exc).__name__, exc)
         problems.append("index database unreadable")
+    loop = loop_problem(getattr(request.app.state, "loop_status", None))
+    if loop:
+        problems.append(loop)
     return HealthOut(
         status="degraded" if problems else "ok",
         chain_id=int(chain.chain_id),
