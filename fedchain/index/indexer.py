@@ -39,6 +39,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,9 @@ def _addr(value: Any) -> str:
 
 
 def round_params(value: Any) -> RoundParams:
-    """``RoundOpened.params`` as web3 decodes it (a tuple, or a mapping of component names)."""
-    if isinstance(value, dict):
+    """``RoundOpened.params`` as web3 decodes it (a tuple, or a mapping of component names: web3's
+    ``AttributeDict`` is a Mapping, not a dict)."""
+    if isinstance(value, Mapping):
         return RoundParams(deadline=int(value["deadline"]), min_updates=int(value["minUpdates"]),
                            max_samples=int(value["maxSamples"]), selection_rate=int(value["selectionRate"]),
                            relay_cutoff=int(value["relayCutoff"]))
