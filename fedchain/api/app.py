@@ -128,6 +128,10 @@ async def _client_disconnect(request: Request, _exc: Exception) -> Response:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        # FastAPI's answer to a body it cannot decode (bad UTF-8...): a validation error like the rest
+        return JSONResponse(_error_body("RequestValidationError", "invalid_request", "body: not valid JSON",
+                                        "send a JSON object as documented in /openapi.json"), status_code=422)
     reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
     return JSONResponse(
         _error_body("HTTPException", reason, str(exc.detail), None),

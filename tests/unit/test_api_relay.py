@@ -142,9 +142,9 @@ def test_malformed_body_is_422_invalid_request_in_the_error_shape(world, body):
     err(world.client.post("/rounds/1/commitments", json=body), 422, "invalid_request")
 
 
-def test_non_json_body_is_422_invalid_request(world):
-    r = world.client.post("/rounds/1/commitments", content=b"\xff\x00not json",
-                          headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize("raw", [b"\xff\x00not json", "s\u00e9c\u00ff\u0091".encode("latin-1"), b"[1,"])
+def test_undecodable_body_is_422_invalid_request(world, raw):
+    r = world.client.post("/rounds/4605742329/commitments", content=raw, headers={"Content-Type": "application/json"})
     err(r, 422, "invalid_request")
 
 
