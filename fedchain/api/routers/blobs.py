@@ -38,6 +38,7 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
     403: err("an update blob of an open round (sealed), or the permission's signer is neither an active node nor "
              "an auditor (not_a_member)"),
     404: err("unknown blob (blob_not_found)"),
+    502: err("the chain answered with an error while checking a read (chain_error)"),
     503: err("the stored copy is corrupted (corrupted), or the round's state or config cannot be read "
              "(rpc_unavailable, config_missing, bad_config)"),
 }
