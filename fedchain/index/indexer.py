@@ -417,7 +417,8 @@ class Indexer:
             end_hash = self._block_hash(end)
             events = sorted(self.chain.events(start, end), key=lambda e: (e.block_number, e.log_index))
             if self._tracks_hashes and (
-                end_hash is None or self._block_hash(end) != end_hash or self._block_hash(last) != last_hash
+                end_hash is None or self._block_hash(end) != end_hash
+                or (last_hash is not None and self._block_hash(last) != last_hash)
             ):
                 log.info("blocks %s-%s changed while being read (a reorg): the next sync re-reads them", start, end)
                 break
