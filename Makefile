@@ -32,7 +32,7 @@ node_modules/.stamp: package.json package-lock.json
 	@test -d node_modules/solc -a -d node_modules/@openzeppelin/contracts || (echo "error: npm install failed; check access to the npm registry" >&2; exit 1)
 	touch $@
 
-$(VENV)/.stamp: requirements.txt requirements-nodeps.txt pyproject.toml
+$(VENV)/.stamp: requirements.txt requirements-nodeps.txt requirements-schemathesis.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned exactly: the local CPU build. Any looser spec pulls CUDA wheels.
@@ -40,6 +40,8 @@ $(VENV)/.stamp: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements.txt 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | $(PIP_QUIET)
+	# schemathesis (API schema test only) needs a newer hypothesis than brownie's pin: its own folder.
+	$(BIN)/pip install -q --upgrade --target $(VENV)/schemathesis -r requirements-schemathesis.txt 2>&1 | $(PIP_QUIET)
 	$(BIN)/python -c "import torch, brownie, fastapi, safetensors; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 

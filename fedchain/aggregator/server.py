@@ -46,7 +46,8 @@ def start_api(settings: Settings, chain: ChainClient, store: BlobStore, *, timeo
     if port_open(settings.api_host, settings.api_port):
         raise ConfigError(f"port {settings.api_port} is already in use", hint="pass another --port (FEDCHAIN_API_PORT)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    indexer = Indexer(chain, store, settings.resolved_db_url())
+    indexer = Indexer(chain, store, settings.resolved_db_url(), max_json_bytes=settings.max_json_bytes,
+                      confirmations=settings.confirmations)
     relay = RelayQueue()
     app = create_app(settings, chain=chain, store=store, indexer=indexer)
     # Read by the routes at request time: the receipt key and the relay queue the round loop drains.

@@ -192,7 +192,8 @@ def create_app(
     may report its state in ``app.state.loop_status`` (``{"state": "ok"|"degraded", "detail"}``),
     which ``/health`` shows."""
     if indexer is None:
-        indexer = Indexer(chain, store, settings.resolved_db_url(), max_json_bytes=settings.max_json_bytes)
+        indexer = Indexer(chain, store, settings.resolved_db_url(), max_json_bytes=settings.max_json_bytes,
+                          confirmations=settings.confirmations)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -247,14 +247,22 @@ class ChainClient:
         return bool(self._call(self.rounds.functions.isEligible(int(round_id), to_checksum_address(node)),
                                "isEligible"))
 
+    def last_committed_round(self, node: str) -> int:
+        return int(self._call(self.rounds.functions.lastCommittedRound(to_checksum_address(node)),
+                              "lastCommittedRound"))
+
     def get_commitment(self, round_id: int, node: str) -> Commitment | None:
-        """``node``'s commitment in ``round_id``, or None (from its event; storage has only a flag)."""
-        if not self.has_committed(round_id, node):
+        """``node``'s commitment in ``round_id``, or None, from its event. Storage keeps only the
+        node's last committed round: a later round rules nothing out, so the events decide."""
+        if self.last_committed_round(node) < round_id:
             return None
         rnd = self.get_round(round_id)
         node = to_checksum_address(node)
-        for ev in self._logs(max(rnd.opened_at, self.deploy_block), rnd.closed_at or None, "UpdateSubmitted",
-                             round_id, node):
+        found = self._logs(max(rnd.opened_at, self.deploy_block), rnd.closed_at or None, "UpdateSubmitted",
+                           round_id, node)
+        if not found and not self.has_committed(round_id, node):
+            return None
+        for ev in found:
             if int(ev.args["roundId"]) == round_id and ev.args["node"] == node:
                 return Commitment(round_id=round_id, node=node, update_hash=ev.args["updateHash"],
                                   num_samples=int(ev.args["numSamples"]))
