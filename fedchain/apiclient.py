@@ -60,7 +60,7 @@ class ApiClient:
 
     def _unreachable(self, exc: Exception) -> ApiUnavailable:
         return ApiUnavailable(
-            f"no fedchain API answers at {self.base_url} ({type(exc).__name__})",
+            f"cannot reach the API at {self.base_url} ({type(exc).__name__})",
             hint="check --api-url (FEDCHAIN_API_URL): it is the aggregator's URL, e.g. http://127.0.0.1:8000",
         )
 

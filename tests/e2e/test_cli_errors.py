@@ -14,7 +14,7 @@ from fedchain.settings import REPO_ROOT
 @pytest.mark.parametrize(
     "command",
     [
-        ["node", "--dev-account", "1"],
+        ["node", "--dev-account", "1", "--retry-seconds", "2"],
         ["aggregator", "--rounds", "1"],
         ["deploy"],
         ["verify", "--round", "1"],
@@ -38,7 +38,7 @@ def test_command_reports_dead_rpc_without_traceback(command, tmp_path):
 
 def test_rounds_reports_dead_api_without_traceback():
     url = f"http://127.0.0.1:{free_port()}"
-    out = subprocess.run([sys.executable, "-m", "fedchain.cli", "rounds", "--api-url", url],
+    out = subprocess.run([sys.executable, "-m", "fedchain.cli", "rounds", "--api-url", url],  # retries 5 s
                          capture_output=True, text=True, env=env_with_repo(), cwd=REPO_ROOT, timeout=60)
     assert out.returncode != 0
     assert f"cannot reach the API at {url}" in out.stdout + out.stderr

@@ -35,13 +35,19 @@ def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
             assert r["global_model_hash"][:10] in out  # the per-round table
         assert rounds[1]["metrics"]["rmse"] < rounds[0]["metrics"]["rmse"]
         assert summary["api_url"] in out
-        # An auditor with no deployment file: verify finds the contracts through the API, checks them on-chain.
+        # An auditor with no deployment file: verify refuses to take the contracts from the API it
+        # audits and says how to give them; with the published address (--contract) it verifies.
         env = env_with_repo()
         env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(tmp_path / "no-deployments")
+        audit = [sys.executable, "-m", "fedchain.cli", "verify", "--rpc-url", summary["rpc_url"],
+                 "--api-url", summary["api_url"], "--dev-account", "1"]
+        refused = subprocess.run([*audit, "--round", "1"], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
+                                 timeout=120)
+        assert refused.returncode != 0 and "--contract" in refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stdout + refused.stderr
         for r in rounds:
             check = subprocess.run(
-                [sys.executable, "-m", "fedchain.cli", "verify", "--round", str(r["round"]),
-                 "--rpc-url", summary["rpc_url"], "--api-url", summary["api_url"]],
+                [*audit, "--round", str(r["round"]), "--contract", summary["contracts"]["TrainingRounds"]],
                 capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=120,
             )
             assert check.returncode == 0, check.stdout + check.stderr
