@@ -532,7 +532,6 @@ class FakeChain:
         self._read("has_role")
         return (role_name, to_checksum_address(address)) in self.__dict__.get("_roles", set())
 
-
     def node_count(self) -> int:
         self._read("node_count")
         return sum(1 for n in self._nodes.values() if n.active)
