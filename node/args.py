@@ -39,6 +39,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="how long to keep retrying an unreachable chain or API before giving up")
     p.add_argument("--receipts-dir", type=Path, default=None,
                    help="where upload receipts are kept (default: .fedchain/receipts/<address> in the current folder)")
+    p.add_argument("--show-receipts", action="store_true",
+                   help="print the upload receipts this node kept (and who signed each), then exit")
     return p
 
 

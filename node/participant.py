@@ -208,6 +208,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
         raise ConfigError(f"--shard {args.shard} is not in 0..{args.num_shards - 1}",
                           hint="shards are numbered from 0: --shard 0 .. --shard NUM_SHARDS-1")
     account = resolve_account(private_key=args.private_key, keystore=args.keystore, dev_index=args.dev_account)
+    if args.show_receipts:
+        return show_receipts(args.receipts_dir or Path.cwd() / ".fedchain" / "receipts" / account.address, console)
     settings = Settings()
     api = ApiClient(args.api_url, log=console.print, retry_seconds=args.retry_seconds, reader=account)
     chain = with_retry(
@@ -224,6 +226,30 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                               console=console, commit_mode=args.commit_mode, retry_seconds=args.retry_seconds,
                               receipts_dir=args.receipts_dir)
     return participant.run(args.rounds)
+
+
+def show_receipts(folder: Path, console: Console) -> int:
+    """Print the receipts in ``folder``, each with the signer it recovers to (checked offline)."""
+    from rich.table import Table
+
+    files = sorted(folder.glob("round-*.json"), key=lambda p: int(p.stem[6:]) if p.stem[6:].isdigit() else 0)
+    if not files:
+        raise ConfigError(f"no receipts in {folder}", hint="receipts are kept after each upload; pass --receipts-dir")
+    t = Table(title=f"upload receipts in {folder}")
+    for col in ("round", "blob hash", "signed by", "signature"):
+        t.add_column(col)
+    for path in files:
+        try:
+            r = json.loads(path.read_text())
+            signer = recover_receipt_signer(r["signature"], r["chain_id"], r["contract"], r["round"], r["node"],
+                                            r["blob_hash"])
+            ok = "" if signer.lower() == str(r.get("signer", "")).lower() else " (does not match the file!)"
+            t.add_row(str(r["round"]), r["blob_hash"], signer + ok, r["signature"][:20] + "…")
+        except (ValueError, KeyError, TypeError, FedchainError) as exc:
+            t.add_row(path.stem, "-", f"unreadable: {exc}", "-")
+    console.print(t)
+    console.print("contest a missing_upload claim with: fedchain verify --round N --receipt FILE", highlight=False)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,6 +87,8 @@ def test_nodes_keep_a_receipt_signed_by_the_aggregator(federation):
     signer = recover_receipt_signer(r["signature"], federation.chain.chain_id, federation.chain.rounds_address, 1,
                                     r["node"], r["blob_hash"])
     assert signer == dev_account(0).address
+    shown = federation.cli("node", "--dev-account", "1", "--show-receipts", "--receipts-dir", str(path.parent))
+    assert shown.returncode == 0 and r["blob_hash"][:20] in shown.stdout and dev_account(0).address[:20] in shown.stdout
 
 
 # --- one more round, opened here with the aggregator's key -----------------------------------------
