@@ -80,7 +80,10 @@ gas: install compile
 	brownie run scripts/gas.py
 
 lint-contracts: install compile
-	$(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules --fail-medium
+	@# slither's crytic-compile walks up to foundry.toml and would build with forge: analyse a copy
+	@# of contracts/ outside the repository instead, with the same solc-js and remappings.
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r contracts "$$tmp/" && ln -s $(CURDIR)/node_modules "$$tmp/node_modules" && \
+	  cd "$$tmp" && $(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules --fail-medium
 
 bench: install compile
 	@if [ -f scripts/bench.py ]; then $(BIN)/python scripts/bench.py; fi

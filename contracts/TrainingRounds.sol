@@ -271,6 +271,8 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
 
     /// @inheritdoc ITrainingRounds
     function hasCommitted(uint256 roundId, address node) external view returns (bool) {
+        // Round ids, not balances or timestamps: slither's taint comes from `joinedAt` sharing the slot.
+        // slither-disable-next-line incorrect-equality,timestamp
         return roundId != 0 && _nodes[node].lastCommittedRound == roundId;
     }
 
