@@ -101,3 +101,81 @@ def _indexed_rounds(api_url: str) -> int:
     except (httpx.TransportError, ValueError, KeyError):
         return 0
     return sum(1 for it in items if it["status"] != "open" and (it["status"] == "expired" or it.get("report_hash")))
+
+
+class CuttableProxy:
+    """A TCP proxy on 127.0.0.1 in front of the chain's RPC port, which a test can cut and restore,
+    as an RPC outage would. Connections are refused while it is cut."""
+
+    def __init__(self, target_port: int) -> None:
+        import socket
+        import threading
+
+        self.target_port = target_port
+        self._cut = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._open: set = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._stopped:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            if self._cut.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src, dst) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self._cut.set()
+        with self._lock:
+            for s in self._open:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+            self._open.clear()
+
+    def restore(self) -> None:
+        self._cut.clear()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.cut()
+        self._server.close()

@@ -184,3 +184,44 @@ def test_sealed_blob_opens_to_members_after_the_round_closes(federation, late_ro
     config = decode_json(httpx.get(f"{federation.api_url}/blobs/{info.config_hash}", timeout=10).content,
                          max_bytes=1 << 20)
     assert RoundRules.of(config).update_access == "members"
+
+
+# --- faults ------------------------------------------------------------------------------------
+def test_aggregator_keeps_serving_through_an_rpc_outage_and_finishes_its_round(federation, late_round):
+    """A second aggregator (its own API, a copy of the store) reaches the chain through a proxy that
+    is cut mid-round: the API keeps answering with status degraded, and after the outage the round
+    loop carries on where it was and closes the round."""
+    import shutil
+    import subprocess
+
+    from fedchain.devchain import free_port
+
+    from harness import CuttableProxy, _api_up, _spawn, aggregator_cmd
+
+    wait_for(lambda: federation.chain.get_round(late_round).status != RoundStatus.OPEN, 90, "the late round to close")
+    proxy = CuttableProxy(int(federation.rpc_url.rsplit(":", 1)[1]))
+    data_dir = federation.workdir / "agg-outage"
+    shutil.copytree(federation.data_dir / "blobs", data_dir / "blobs")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}"
+    before = federation.chain.current_round_id()
+    agg = _spawn(aggregator_cmd(proxy.url, port, data_dir, federation.deployments_dir, "--rounds", "1",
+                                "--min-updates", "1", "--round-seconds", "8", "--exit-when-done"),
+                 federation.workdir / "aggregator-outage.log", federation.env)
+    try:
+        wait_for(lambda: _api_up(api) and federation.chain.current_round_id() > before, 90, "the outage round to open")
+        proxy.cut()
+        wait_for(lambda: httpx.get(f"{api}/health", timeout=5).json()["status"] == "degraded", 60,
+                 "/health to report degraded")
+        assert httpx.get(f"{api}/rounds", timeout=5).status_code == 200  # reads are still served
+        assert agg.poll() is None, "the aggregator died on an RPC outage"
+        time.sleep(3)
+        proxy.restore()
+        assert agg.wait(120) == 0, federation.log("aggregator-outage")[-3000:]
+    finally:
+        proxy.stop()
+        if agg.poll() is None:
+            agg.kill()
+    log = federation.log("aggregator-outage")
+    assert "retrying in" in log and "Traceback" not in log
+    assert federation.chain.get_round(before + 1).status == RoundStatus.EXPIRED  # nobody trained: no quorum
