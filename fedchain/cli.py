@@ -337,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="after a round closes, serve its update blobs to anyone (default: members and auditors)")
     g.add_argument("--censor", nargs="*", default=[], metavar="ADDRESS",
                    help="misbehave for tests: never relay these nodes' commitments")
+    g.add_argument("--lr-schedule", default="constant", metavar="SPEC",
+                   help="local learning rate per round, written into each round's config: constant, "
+                        "cosine:ROUNDS[:MIN_LR] or step:EVERY:GAMMA")
     _key_args(g, default_dev=0)
 
     from node.args import build_parser as node_parser

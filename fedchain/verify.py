@@ -31,9 +31,10 @@ from fedchain.auth import recover_receipt_signer
 from fedchain.chain.client import ChainClient
 from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.types import Commitment, RoundStatus
-from fedchain.codec import decode_json, decode_tensors, tensor_spec
+from fedchain.codec import decode_json, decode_tensors, encode_json, tensor_spec
 from fedchain.errors import AuthError, BlobError, ConfigError, FedchainError, Forbidden
 from fedchain.settings import REPO_ROOT
+from fedchain.strategy import get_strategy
 
 
 @dataclass
@@ -125,9 +126,26 @@ def verify_round(
 
     ctx = RoundContext(chain.chain_id, chain.rounds_address, round_id)
     receipts_by_node = _valid_receipts(receipts, chain, round_id, log)
+    # A stateful strategy (server optimiser) starts from the state the round that produced the base
+    # model left; the config commits its hash, and that round's report names the same blob.
+    state_hash = (config.get("strategy") or {}).get("state_hash")
+    if get_strategy(rules.strategy["name"], rules.strategy.get("params") or {}).stateful:
+        left = _state_left_for(chain, info.base_model_hash, round_id, block,
+                               lambda h: decode_json(required(h, "earlier round report", MAX_CONFIG_BYTES),
+                                                     max_bytes=MAX_CONFIG_BYTES))
+        if state_hash != left:
+            result.problems.append(f"the round starts from strategy state {state_hash}, but the round that produced "
+                                   f"its base model left {left}")
+    state = (decode_tensors(required(state_hash, "strategy state", rules.max_update_bytes),
+                            max_bytes=rules.max_update_bytes) if state_hash else None)
     audit(result, config, base, commitments, report, lambda h: _fetch_update(api, h, rules.max_update_bytes), ctx,
           receipts_by_node, onchain_model_hash=info.global_model_hash, onchain_accepted=info.accepted_count,
-          min_updates=info.min_updates)
+          min_updates=info.min_updates, state=state)
+    if isinstance(report, dict) and report.get("server_state_hash"):
+        try:
+            required(report["server_state_hash"], "strategy state the round left", rules.max_update_bytes)
+        except FedchainError as exc:
+            result.problems.append(exc.message)
     try:
         required(info.global_model_hash, "global model", rules.max_update_bytes)
     except FedchainError as exc:
@@ -153,6 +171,7 @@ def audit(
     onchain_model_hash: str,
     onchain_accepted: int,
     min_updates: int,
+    state: dict | None = None,
 ) -> VerifyResult:
     """The pure part of ``verify``: check a report against the chain's commitments and recompute
     the model from the updates it accepts. Appends to ``result.problems`` and ``result.claims``."""
@@ -198,14 +217,30 @@ def audit(
             # The aggregator says it had this blob and found it bad; the blob is bound to the commitment.
             problems.append(f"{c.node}: the report rejects {c.update_hash} ({reason}) but it checks out")
         checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, False, reason), None))
-    comp = merge(config, base, checked, min_updates=min_updates)
+    comp = merge(config, base, checked, min_updates=min_updates, state=state)
     result.recomputed_model_hash = comp.model_hash
+    if comp.state_hash != report.get("server_state_hash"):
+        problems.append(f"strategy state differs: report {report.get('server_state_hash')}, recomputed {comp.state_hash}")
+    if encode_json(comp.details) != encode_json(report.get("strategy_details") or {}):
+        problems.append("the report's strategy_details differ from the recomputed ones")
     result.rejected = comp.rejected
     if comp.model_hash != onchain_model_hash:
         problems.append(f"global model hash differs: chain {onchain_model_hash}, recomputed {comp.model_hash}")
     if len(comp.accepted) != onchain_accepted:
         problems.append(f"accepted count differs: chain {onchain_accepted}, recomputed {len(comp.accepted)}")
     return result
+
+
+def _state_left_for(chain: ChainClient, base_model_hash: str, round_id: int, block: int,
+                    report_of: Callable[[str], object]) -> str | None:
+    """The server state left by the finalized round whose model is ``base_model_hash`` (None: genesis)."""
+    for r in range(round_id - 1, 0, -1):
+        prev = chain.get_round(r, block)
+        if prev.status == RoundStatus.FINALIZED and prev.global_model_hash == base_model_hash:
+            report = report_of(prev.report_hash) if prev.report_hash else None
+            h = report.get("server_state_hash") if isinstance(report, dict) else None
+            return h if isinstance(h, str) else None
+    return None
 
 
 def _fetch_update(api: ApiClient, h: str, limit: int) -> bytes | None:

@@ -68,7 +68,11 @@ class RoundComputation:
     model: dict[str, np.ndarray] | None = None
     model_bytes: bytes | None = None
     model_hash: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: A stateful strategy's state after the round, canonical bytes and hash (the next round's input).
+    state_bytes: bytes | None = None
+    state_hash: str | None = None
+    #: The strategy's own deterministic facts (Krum's selection, clipping norms...), for the report.
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def accepted(self) -> list[UpdateDecision]:
@@ -156,24 +160,32 @@ def merge(
     checked: Sequence[tuple[UpdateDecision, dict[str, np.ndarray] | None]],
     *,
     min_updates: int,
+    state: Mapping[str, np.ndarray] | None = None,
 ) -> RoundComputation:
-    """Merge the accepted updates with the config's strategy (below quorum: no model)."""
+    """Merge the accepted updates with the config's strategy (below quorum: no model).
+    ``state`` is a stateful strategy's input: the blob the config's ``strategy.state_hash`` names."""
     rules = RoundRules.of(config)
     accepted = [ClientUpdate(node=d.node, weights=w, num_samples=min(d.num_samples, rules.max_samples))
                 for d, w in checked if d.accepted and w is not None]
     strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
-    weights = strategy.weights(accepted) if accepted else {}
+    step = None
+    if len(accepted) >= max(1, min_updates):
+        step = strategy.step(base, accepted, state)
+    weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
     decisions = [
         UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
                        float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
         for d, _ in checked
     ]
     result = RoundComputation(decisions=decisions)
-    if len(accepted) >= max(1, min_updates):
-        model = strategy.aggregate(base, accepted)
-        result.model = model
-        result.model_bytes = encode_tensors(model)
+    if step is not None:
+        result.model = step.model
+        result.model_bytes = encode_tensors(step.model)
         result.model_hash = commitment(result.model_bytes)
+        result.details = dict(step.details)
+        if step.state is not None:
+            result.state_bytes = encode_tensors(step.state)
+            result.state_hash = commitment(result.state_bytes)
     return result
 
 
@@ -186,6 +198,8 @@ def compute_round(
     *,
     min_updates: int,
     uploads: Callable[[str], Sequence[str]] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
 ) -> RoundComputation:
     """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent."""
-    return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads), min_updates=min_updates)
+    return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads),
+                 min_updates=min_updates, state=state)

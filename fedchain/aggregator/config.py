@@ -14,6 +14,11 @@ live here. Version 2 layout::
      "relay": {"cutoff_seconds": 5},
      "blobs": {"updates": "members"}}
 
+A stateful strategy (a server optimiser) adds ``strategy.state_hash``: the state blob the last
+finalized round's report names (absent in its first round), so the state a round starts from is
+committed on-chain like everything else. ``training.lr`` may follow a schedule; the aggregator
+writes each round's value into that round's config.
+
 ``blobs.updates`` is ``"members"`` (after the round closes, registered nodes and auditors may read
 update blobs with a signed GET) or ``"public"``. Before the round closes nobody may.
 """
@@ -23,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from fedchain.errors import InvalidBlob
+from fedchain.errors import ConfigError, InvalidBlob
 
 CONFIG_VERSION = 2
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -82,3 +87,60 @@ class RoundRules:
             update_access=access,
             strategy=strategy,
         )
+
+
+SCHEDULES = ("constant", "cosine", "step")
+
+
+def scheduled_lr(base_lr: float, schedule: Mapping[str, Any] | None, round_id: int) -> float:
+    """The learning rate of round ``round_id`` (1-based) under ``schedule``:
+
+    - ``{"kind": "constant"}`` (or None): ``base_lr``;
+    - ``{"kind": "cosine", "rounds": T, "min_lr": m}``: ``m + (base - m) * (1 + cos(pi * (r - 1) / T)) / 2``,
+      and ``m`` after round T;
+    - ``{"kind": "step", "every": k, "gamma": g}``: ``base * g ** ((r - 1) // k)``.
+
+    The value is written into the round config, so the node and ``verify`` read it, not compute it.
+    """
+    import math
+
+    if not schedule or schedule.get("kind", "constant") == "constant":
+        return float(base_lr)
+    kind = schedule.get("kind")
+    r = max(1, int(round_id))
+    if kind == "cosine":
+        total = int(schedule.get("rounds", 0))
+        if total < 1:
+            raise ConfigError("cosine schedule needs rounds >= 1", hint="--lr-schedule cosine:ROUNDS[:MIN_LR]")
+        low = float(schedule.get("min_lr", 0.0))
+        if r > total:
+            return low
+        return low + (float(base_lr) - low) * (1 + math.cos(math.pi * (r - 1) / total)) / 2
+    if kind == "step":
+        every = int(schedule.get("every", 0))
+        if every < 1:
+            raise ConfigError("step schedule needs every >= 1", hint="--lr-schedule step:EVERY:GAMMA")
+        return float(base_lr) * float(schedule.get("gamma", 0.5)) ** ((r - 1) // every)
+    raise ConfigError(f"unknown learning-rate schedule {kind!r}; known: {', '.join(SCHEDULES)}",
+                      hint="--lr-schedule constant | cosine:ROUNDS[:MIN_LR] | step:EVERY:GAMMA")
+
+
+def parse_schedule(text: str | None) -> dict[str, Any] | None:
+    """``cosine:100:0.0001`` / ``step:10:0.5`` / ``constant`` (the CLI form) as a schedule document."""
+    if not text or text == "constant":
+        return None
+    parts = text.split(":")
+    try:
+        if parts[0] == "cosine" and len(parts) in (2, 3):
+            out: dict[str, Any] = {"kind": "cosine", "rounds": int(parts[1])}
+            if len(parts) == 3:
+                out["min_lr"] = float(parts[2])
+        elif parts[0] == "step" and len(parts) == 3:
+            out = {"kind": "step", "every": int(parts[1]), "gamma": float(parts[2])}
+        else:
+            raise ValueError(text)
+    except ValueError:
+        raise ConfigError(f"cannot read the learning-rate schedule {text!r}",
+                          hint="--lr-schedule constant | cosine:ROUNDS[:MIN_LR] | step:EVERY:GAMMA") from None
+    scheduled_lr(1.0, out, 1)  # validates
+    return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
+from fedchain.aggregator.config import parse_schedule
 from fedchain.aggregator.service import Aggregator
 from fedchain.settings import Settings
 from fedchain.tasks import load_task
@@ -19,6 +20,7 @@ def build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: A
         max_samples=getattr(args, "max_samples", None) or 1_000_000,
         relay_cutoff=int(getattr(args, "relay_cutoff", 5)),
         update_access="public" if getattr(args, "public_updates", False) else "members",
+        lr_schedule=parse_schedule(getattr(args, "lr_schedule", None)),
         relay=getattr(api, "relay", None), censor=getattr(args, "censor", None) or (),
         poll_interval=s.poll_interval, uploads_lookup=api.indexer.uploads_for, on_sync=api.indexer.sync,
         on_status=getattr(api, "set_loop_status", None), log=log,

@@ -22,7 +22,7 @@ import numpy as np
 
 from fedchain.aggregator.compute import RoundComputation, RoundContext, compute_round
 from fedchain.aggregator.config import (
-    CONFIG_VERSION, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_UPDATE_BYTES, MAX_CONFIG_BYTES, RoundRules,
+    CONFIG_VERSION, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_UPDATE_BYTES, MAX_CONFIG_BYTES, RoundRules, scheduled_lr,
 )
 from fedchain.aggregator.relay import RelayQueue
 from fedchain.chain.client import ChainClient
@@ -118,6 +118,7 @@ class Aggregator:
         relay_cutoff: int = 5,
         selection_rate: int = 0,
         update_access: str = "members",
+        lr_schedule: dict[str, Any] | None = None,
         relay: RelayQueue | None = None,
         censor: Sequence[str] = (),
         poll_interval: float = 0.5,
@@ -141,6 +142,8 @@ class Aggregator:
         self.relay_cutoff = relay_cutoff
         self.selection_rate = selection_rate
         self.update_access = update_access
+        self.lr_schedule = lr_schedule
+        scheduled_lr(1.0, lr_schedule, 1)  # a bad schedule fails before any round opens
         self.relay = relay
         #: Misbehaviour for tests of the direct-commit fallback: never relay these nodes.
         self.censor = {c.lower() for c in censor}
@@ -221,9 +224,18 @@ class Aggregator:
         if not self.store.has(base):  # fail before opening a round nobody could train from
             raise self._missing_base(base)
         round_id = current + 1
+        training = dict(self.training)
+        if self.lr_schedule:
+            training["lr"] = scheduled_lr(float(training.get("lr", 1e-3)), self.lr_schedule, round_id)
+            training["lr_schedule"] = dict(self.lr_schedule)
+        strategy = dict(self.strategy)
+        if get_strategy(strategy["name"], strategy.get("params") or {}).stateful:
+            state_hash = self._last_state_hash()
+            if state_hash is not None:
+                strategy["state_hash"] = state_hash
         config = build_config(
-            task_spec=self.task_spec, task_params=self.task_params, training=self.training,
-            strategy=self.strategy, seed=self.seed * 1_000_003 + round_id, round_id=round_id,
+            task_spec=self.task_spec, task_params=self.task_params, training=training,
+            strategy=strategy, seed=self.seed * 1_000_003 + round_id, round_id=round_id,
             min_updates=min_updates, eval_seed=self.seed, max_samples=self.max_samples,
             max_update_bytes=self.max_blob_bytes, relay_cutoff=self.relay_cutoff,
             selection_rate=self.selection_rate, update_access=self.update_access,
@@ -236,6 +248,30 @@ class Aggregator:
                              selection_rate=rules.selection_rate, relay_cutoff=rules.relay_cutoff)
         rid, tx = self.chain.open_round(base, config_hash, params)
         return rid, {"config": config, "open_gas": tx.gas_used}
+
+    def _last_state_hash(self) -> str | None:
+        """The server-optimiser state the last finalized round left (its report names it)."""
+        last = self.chain.last_finalized_round_id()
+        if last == 0:
+            return None
+        info = self.chain.get_round(last)
+        if info.report_hash is None or not self.store.has(info.report_hash):
+            raise ConfigError(f"the report of round {last} is not in this aggregator's store",
+                              hint="a stateful strategy continues from the last round's state: point "
+                                   "FEDCHAIN_DATA_DIR at the store that produced it")
+        report = decode_json(self.store.get(info.report_hash), max_bytes=MAX_CONFIG_BYTES)
+        h = report.get("server_state_hash") if isinstance(report, dict) else None
+        return h if isinstance(h, str) else None
+
+    def _state_in(self, config: dict[str, Any], max_bytes: int) -> dict[str, np.ndarray] | None:
+        h = (config.get("strategy") or {}).get("state_hash")
+        if not h:
+            return None
+        try:
+            return decode_tensors(self.store.get(h), max_bytes=max_bytes)
+        except BlobNotFound as exc:
+            raise ConfigError(f"the strategy state {h} named by the round config is not in the store",
+                              hint="point FEDCHAIN_DATA_DIR at the store that produced it") from exc
 
     def relay_pending(self, round_id: int, relay_closes_at: int) -> int:
         """Relay queued signed commitments of ``round_id`` in one batch; returns how many were sent."""
@@ -291,7 +327,8 @@ class Aggregator:
 
         uploads = (lambda node: self.uploads_lookup(rid, node)) if self.uploads_lookup else None
         ctx = RoundContext(self.chain.chain_id, self.chain.rounds_address, rid)
-        comp = compute_round(config, base, commitments, fetch, ctx, min_updates=info.min_updates, uploads=uploads)
+        comp = compute_round(config, base, commitments, fetch, ctx, min_updates=info.min_updates, uploads=uploads,
+                             state=self._state_in(config, rules.max_update_bytes))
         gas = {"open": opened["open_gas"]} if "open_gas" in opened else {}
         if comp.model_hash is None:
             return self._expire(rid, info.deadline, comp, gas)
@@ -307,6 +344,8 @@ class Aggregator:
                   comp: RoundComputation, gas: dict[str, int]) -> RoundSummary:
         assert comp.model_bytes is not None and comp.model_hash is not None and comp.model is not None
         self.store.put(comp.model_bytes, expected_hash=comp.model_hash)
+        if comp.state_bytes is not None:
+            self.store.put(comp.state_bytes, expected_hash=comp.state_hash)
         metrics = self._metrics(comp.model, config)
         report = {
             "version": REPORT_VERSION,
@@ -318,6 +357,8 @@ class Aggregator:
             "global_model_hash": comp.model_hash,
             "strategy": config["strategy"],
             "updates": [d.to_json() for d in comp.decisions],
+            "strategy_details": comp.details,
+            "server_state_hash": comp.state_hash,
             "accepted": len(comp.accepted),
             "rejected": len(comp.rejected),
             "metrics": metrics,

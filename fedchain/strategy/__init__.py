@@ -6,7 +6,7 @@ from typing import Any
 
 from fedchain.errors import ConfigError
 from fedchain.strategy.aggregate import weighted_mean
-from fedchain.strategy.base import AggregationError, ClientUpdate, Strategy
+from fedchain.strategy.base import AggregationError, ClientUpdate, StepResult, Strategy
 from fedchain.strategy.fedavg import FedAvg
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "AggregationError",
     "ClientUpdate",
     "FedAvg",
+    "StepResult",
     "Strategy",
     "get_strategy",
     "register",

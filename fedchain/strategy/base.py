@@ -2,15 +2,19 @@
 verifier must recompute).
 
 A strategy is a pure function of the round's public inputs: the base model, the accepted updates
-(in any order: a strategy orders them itself) and its own ``params`` (which are written into the
-round config, so they are committed on-chain through the config hash). It must be deterministic
-to the bit on every machine: use the helpers in :mod:`fedchain.strategy.aggregate`.
+(in any order: a strategy orders them itself), its own ``params`` (written into the round config,
+so committed on-chain through the config hash) and, for a stateful rule (a server optimiser), the
+state the previous finalized round left (a blob whose hash the round config names). It must be
+deterministic to the bit on every machine: use the helpers in :mod:`fedchain.strategy.aggregate`.
+
+:meth:`Strategy.step` is what the round core calls; a stateless rule implements
+:meth:`Strategy.aggregate` and :meth:`Strategy.weights` and inherits ``step``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
@@ -31,11 +35,34 @@ class ClientUpdate:
     num_samples: int
 
 
+@dataclass
+class StepResult:
+    """What one round's merge produces."""
+
+    #: The new global model (float32 arrays, same names and shapes as the base).
+    model: dict[str, np.ndarray]
+    #: Each node's effective weight in the merge (for the round report); 0 for a node a robust
+    #: rule left out.
+    weights: dict[str, float]
+    #: A stateful rule's state after this round (float32 arrays), stored as a blob whose hash the
+    #: report names and the next round's config takes as input; None for stateless rules.
+    state: dict[str, np.ndarray] | None = None
+    #: JSON-able facts for the report (``strategy_details``): e.g. Krum's selected nodes, clipping
+    #: norms. Must be deterministic too (``verify`` compares them).
+    details: dict[str, Any] = field(default_factory=dict)
+
+
 class Strategy(ABC):
-    """Base class. Subclasses set ``name`` and implement ``aggregate`` and ``weights``."""
+    """Base class. Subclasses set ``name`` and implement ``aggregate`` and ``weights`` (stateless)
+    or override ``step`` (stateful, or when weights and details come out of the merge itself)."""
 
     #: Registry name, written into round configs (``{"strategy": {"name": ..., "params": ...}}``).
     name: ClassVar[str]
+    #: True for rules that need every individual update (order statistics, distances): they are
+    #: available in transparent mode only (secure mode sees only the sum).
+    robust: ClassVar[bool] = False
+    #: True for server optimisers: ``step`` takes the previous round's state and returns the next.
+    stateful: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self._params = dict(params)
@@ -53,9 +80,19 @@ class Strategy(ABC):
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self._params.items()))
         return f"{type(self).__name__}({args})"
 
-    @abstractmethod
+    def step(
+        self,
+        base: Mapping[str, np.ndarray],
+        updates: Sequence[ClientUpdate],
+        state: Mapping[str, np.ndarray] | None = None,
+    ) -> StepResult:
+        """One round's merge. ``state`` is the previous round's :attr:`StepResult.state` (None in
+        the first round of a stateful rule, and always for stateless ones)."""
+        return StepResult(model=self.aggregate(base, updates), weights=self.weights(updates))
+
     def aggregate(self, base: Mapping[str, np.ndarray], updates: Sequence[ClientUpdate]) -> dict[str, np.ndarray]:
         """The new global model (float32 arrays, same names and shapes as ``base``)."""
+        return self.step(base, updates).model
 
     @abstractmethod
     def weights(self, updates: Sequence[ClientUpdate]) -> dict[str, float]:

@@ -536,6 +536,11 @@ class FakeChain:
         self._read("node_count")
         return sum(1 for n in self._nodes.values() if n.active)
 
+    def last_finalized_round_id(self) -> int:
+        self._read("last_finalized_round_id")
+        done = [rid for rid, r in self._rounds.items() if r.status == RoundStatus.FINALIZED]
+        return max(done, default=0)
+
     def latest_model_hash(self) -> str:
         self._read("latest_model_hash")
         return self._latest_model() or ZERO_HASH

@@ -288,3 +288,60 @@ def test_round_loop_survives_an_rpc_outage_and_reports_degraded(setup):
     chain.on_open = play
     out = agg.run(rounds=1, min_updates=3, round_seconds=300, sleep=lambda s: None)
     assert [s.status for s in out] == ["finalized"] and statuses == ["degraded", "ok"]
+
+
+def test_learning_rate_schedule_is_written_into_each_round_config(setup):
+    from fedchain.aggregator.config import parse_schedule, scheduled_lr
+
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    agg.lr_schedule = parse_schedule("cosine:4:0.01")
+    rid, opened = agg.open_round(min_updates=1, round_seconds=300)
+    assert opened["config"]["training"]["lr"] == pytest.approx(0.1)  # round 1 of a cosine from 0.1
+    assert scheduled_lr(0.1, agg.lr_schedule, 3) == pytest.approx(0.01 + 0.09 * 0.5)  # cos(pi/2) = 0
+    assert scheduled_lr(0.1, agg.lr_schedule, 9) == pytest.approx(0.01)
+    with pytest.raises(ConfigError):
+        parse_schedule("cosine:zero")
+
+
+
+def test_stateful_strategy_state_is_stored_named_in_the_report_and_fed_to_the_next_round(setup, monkeypatch):
+    from fedchain.strategy import STRATEGIES, StepResult
+    from fedchain.strategy.base import Strategy, ordered_updates
+
+    class Momentum(Strategy):
+        name = "test_momentum"
+        stateful = True
+
+        def step(self, base, updates, state=None):
+            ordered = ordered_updates(updates)
+            delta = {k: np.mean([u.weights[k] - base[k] for u in ordered], axis=0).astype(np.float32)
+                     for k in sorted(base)}
+            m = {k: delta[k] + (0.5 * state["m." + k] if state else 0) for k in delta}
+            return StepResult(model={k: (base[k] + m[k]).astype(np.float32) for k in base},
+                              weights={u.node: 1 / len(ordered) for u in ordered},
+                              state={"m." + k: np.asarray(v, np.float32) for k, v in m.items()},
+                              details={"rounds_seen": int(state is not None)})
+
+        def weights(self, updates):
+            return {u.node: 1 / len(updates) for u in updates}
+
+    monkeypatch.setitem(STRATEGIES, "test_momentum", Momentum)
+    chain, store, task, agg, nodes = setup
+    agg.strategy = {"name": "test_momentum", "params": {}}
+    agg.ensure_genesis()
+
+    def play(rid):
+        for i, n in enumerate(nodes):
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 1.0 + i), 10)
+
+    chain.on_open = play
+    first = agg.run_round(min_updates=3, round_seconds=300)
+    report1 = decode_json(store.get(first.report_hash), max_bytes=1 << 20)
+    assert report1["server_state_hash"] and store.has(report1["server_state_hash"])
+    assert report1["strategy_details"] == {"rounds_seen": 0}
+    second = agg.run_round(min_updates=3, round_seconds=300)
+    config2 = decode_json(store.get(chain.get_round(2).config_hash), max_bytes=1 << 20)
+    assert config2["strategy"]["state_hash"] == report1["server_state_hash"]  # committed input
+    report2 = decode_json(store.get(second.report_hash), max_bytes=1 << 20)
+    assert report2["strategy_details"] == {"rounds_seen": 1}
