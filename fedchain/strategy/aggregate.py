@@ -9,7 +9,7 @@ fused multiply-add. docs/protocol.md ("Aggregation rule (FedAvg)") is the normat
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,11 @@ def weighted_mean(arrays: Sequence[np.ndarray], weights: Sequence[int]) -> np.nd
     Weights are positive integers (converted to float64 with round-to-nearest-even, exact below
     2**53). Arrays must be real floating point and all of one shape.
     """
+    return weighted_mean_f64(arrays, weights).astype(np.float32)
+
+
+def weighted_mean_f64(arrays: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
+    """:func:`weighted_mean` before its final cast: the float64 quotient (same operations)."""
     if len(arrays) == 0:
         raise AggregationError("weighted_mean of no arrays")
     if len(arrays) != len(weights):
@@ -46,4 +51,62 @@ def weighted_mean(arrays: Sequence[np.ndarray], weights: Sequence[int]) -> np.nd
         np.add(acc, term, out=acc)
         total = total + w64
     np.divide(acc, total, out=acc)
-    return acc.astype(np.float32)
+    return acc
+
+
+def as_f64(x: np.ndarray) -> np.ndarray:
+    """``x`` as a C-ordered float64 array (exact for float32 input)."""
+    return np.ascontiguousarray(x, dtype=np.float64)
+
+
+def fixed_sum(x: np.ndarray) -> np.float64:
+    """``((x_0 + x_1) + x_2) + ...`` over the elements of ``x`` in C order, in float64.
+
+    ``np.sum`` uses pairwise summation with SIMD lanes, whose grouping is an implementation detail;
+    ``np.add.accumulate`` is defined as the recurrence ``r_i = r_{i-1} + x_i`` and so adds strictly
+    left to right. The last running sum is the result (0.0 for an empty array)."""
+    flat = np.ascontiguousarray(x, dtype=np.float64).reshape(-1)
+    if flat.size == 0:
+        return np.float64(0.0)
+    return np.float64(np.add.accumulate(flat)[-1])
+
+
+def squared_distance(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], names: Sequence[str]) -> np.float64:
+    """``||a - b||^2`` over all tensors: per tensor (in the order of ``names``) the fixed-order sum
+    of the elementwise squared float64 differences, then those per-tensor sums added in that order."""
+    total = np.float64(0.0)
+    for name in names:
+        d = np.subtract(as_f64(a[name]), as_f64(b[name]))
+        total = total + fixed_sum(np.multiply(d, d))
+    return total
+
+
+def squared_norm(a: Mapping[str, np.ndarray], names: Sequence[str]) -> np.float64:
+    """``||a||^2`` over all tensors, summed as in :func:`squared_distance`."""
+    total = np.float64(0.0)
+    for name in names:
+        x = as_f64(a[name])
+        total = total + fixed_sum(np.multiply(x, x))
+    return total
+
+
+def ordered_mean(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """``(x_0 + x_1 + ... ) / k`` elementwise in float64, added in the given order, one division."""
+    if len(arrays) == 0:
+        raise AggregationError("mean of no arrays")
+    acc = np.array(as_f64(arrays[0]), dtype=np.float64, copy=True)
+    for x in arrays[1:]:
+        np.add(acc, as_f64(x), out=acc)
+    np.divide(acc, np.float64(len(arrays)), out=acc)
+    return acc
+
+
+def sorted_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """The arrays stacked on a new first (node) axis in float64 and sorted along it.
+
+    The sorted output does not depend on the sort algorithm (numpy picks SIMD variants by CPU) as
+    long as equal keys are bit-identical: the only finite values that compare equal with different
+    bits are -0.0 and +0.0, so negative zeros are turned into +0.0 first (``x + 0.0``)."""
+    stacked = np.stack([as_f64(x) for x in arrays])
+    np.add(stacked, 0.0, out=stacked)
+    return np.sort(stacked, axis=0)
