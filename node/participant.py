@@ -100,7 +100,7 @@ class Participant:
             metrics = self.task.train(
                 model, data, epochs=int(training.get("epochs", 1)), batch_size=int(training.get("batch_size", 64)),
                 lr=float(training.get("lr", 1e-3)), seed=int(config.get("seed", 0)) * 1009 + self.shard,
-                progress=progress,
+                progress=progress, **({"prox_mu": mu} if (mu := float(((config.get("strategy") or {}).get("params") or {}).get("mu", 0) or 0)) else {}),
             )
         identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, rid, self.me)
         blob = encode_update(state_dict_to_arrays(model), identity)

@@ -177,6 +177,7 @@ class Task(ABC):
         seed: int,
         progress: Progress | None = None,
         schedule: str = "constant",
+        prox_mu: float = 0.0,
     ) -> dict[str, float]:
         """Minibatch training in place; the same seed, data and start weights give the same bytes.
 
@@ -184,14 +185,21 @@ class Task(ABC):
         one thread, and no non-deterministic kernels are involved (CPU, dense layers). The learning
         rate warms up linearly over the first :attr:`warmup` share of the steps, then stays at
         ``lr`` (``schedule="cosine"`` decays it to zero instead: used by the baseline's tuned
-        centralised reference, not by federated rounds). Returns ``loss`` (mean over the last
-        epoch), ``steps``, ``samples``, ``epochs``.
+        centralised reference, not by federated rounds). ``prox_mu`` > 0 adds FedProx's proximal
+        term ``(mu/2) * ||w - w_start||^2`` (Li et al., MLSys 2020, Algorithm 2) to every step's
+        loss, with ``w_start`` the weights the call starts from (the round's global model); nodes
+        take mu from the round config's ``strategy.params.mu``. Returns ``loss`` (the task loss
+        without the proximal term, mean over the last epoch), ``steps``, ``samples``, ``epochs``.
         """
         n = len(data)
         if n == 0:
             raise ConfigError("cannot train on an empty data set")
         if schedule not in ("constant", "cosine"):
             raise ConfigError(f"unknown learning-rate schedule {schedule!r}", hint="use 'constant' or 'cosine'")
+        mu = float(prox_mu)
+        if not math.isfinite(mu) or mu < 0:
+            raise ConfigError(f"prox_mu must be a finite number >= 0, got {prox_mu!r}")
+        anchor = [p.detach().clone() for p in model.parameters()] if mu > 0 else None
         epochs, batch_size = int(epochs), max(1, int(batch_size))
         per_epoch = math.ceil(n / batch_size)
         total = epochs * per_epoch
@@ -213,7 +221,11 @@ class Task(ABC):
                         group["lr"] = rate
                     opt.zero_grad(set_to_none=True)
                     loss = self.loss(model(data.x[idx]), data.y[idx])
-                    loss.backward()
+                    total_loss = loss
+                    if anchor is not None:
+                        prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor))
+                        total_loss = loss + (0.5 * mu) * prox
+                    total_loss.backward()
                     opt.step()
                     running += float(loss.detach()) * len(idx)
                     step += 1
