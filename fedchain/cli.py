@@ -137,6 +137,37 @@ def cmd_new_key(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------
 # aggregator
+def parse_strategy_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["beta=0.2", "start=zero"]`` -> ``{"beta": 0.2, "start": "zero"}``: each VALUE is parsed as
+    JSON (numbers, true/false, null, lists, objects) and taken as a plain string otherwise."""
+    from fedchain.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = str(pair).partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ConfigError(f"bad --strategy-param {pair!r}: expected KEY=VALUE", hint="e.g. --strategy-param beta=0.2")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def _with_checked_strategy(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Check --strategy and --strategy-param before anything connects (one ``error:`` line naming
+    the known strategies or parameters otherwise) and hand the parsed ``args.strategy_params`` on."""
+    def run(args: argparse.Namespace) -> int:
+        from fedchain.strategy import get_strategy
+
+        args.strategy_params = parse_strategy_params(getattr(args, "strategy_param", None))
+        get_strategy(args.strategy, args.strategy_params)
+        return fn(args)
+
+    return run
+
+
 def cmd_aggregator(args: argparse.Namespace) -> int:
     from fedchain.aggregator.server import start_api
     from fedchain.chain.client import ChainClient
@@ -318,7 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-updates", type=int, default=2)
     g.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round, from its opening")
     g.add_argument("--task", default="options-iv")
-    g.add_argument("--strategy", default="fedavg")
+    g.add_argument("--strategy", default="fedavg", metavar="NAME",
+                   help="merge rule: fedavg, fedprox, fedavgm, fedadam, fedyogi, median, trimmed_mean, krum, "
+                        "multi_krum, bulyan, centered_clip (docs/strategies.md); written into each round config")
+    g.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a parameter of --strategy (repeatable), VALUE parsed as JSON else taken as a string: "
+                        "beta=0.2, f=2, 'pre=[{\"name\": \"clip\", \"c\": 1.0}]'; unknown names are refused")
+    g.set_defaults(fn=_with_checked_strategy(cmd_aggregator))
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--model-seed", type=int, default=0)
     g.add_argument("--host", default=s.api_host)

@@ -15,7 +15,8 @@ def build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: A
                      log: Callable[[str], None]) -> tuple[Aggregator, Any]:
     task = load_task(args.task)
     agg = Aggregator(
-        chain, store, task, task_spec=args.task, strategy=getattr(args, "strategy", "fedavg"), seed=args.seed,
+        chain, store, task, task_spec=args.task, strategy=getattr(args, "strategy", "fedavg"),
+        strategy_params=dict(getattr(args, "strategy_params", None) or {}), seed=args.seed,
         model_seed=getattr(args, "model_seed", 0), max_blob_bytes=s.max_blob_bytes,
         max_samples=getattr(args, "max_samples", None) or 1_000_000,
         relay_cutoff=int(getattr(args, "relay_cutoff", 5)),
