@@ -274,21 +274,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from fedchain.attacks import parse_params
     from fedchain.tasks.baseline import run_baseline
 
-    kwargs: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "plot_path": args.plot, "progress": True}
+    kwargs: dict[str, Any] = {"seed": args.seed, "nodes": args.nodes, "plot_path": args.plot, "progress": True,
+                              "strategy": args.strategy,
+                              "strategy_params": parse_params(args.strategy_param, what="strategy"),
+                              "attack": args.attack, "attack_params": parse_params(args.attack_param),
+                              "byzantine": args.byzantine, "max_samples": args.max_samples,
+                              "references": not args.federated_only}
     if args.rounds is not None:
         kwargs["rounds"] = args.rounds
+    if args.lr_schedule:
+        from fedchain.aggregator.config import parse_schedule
+
+        kwargs["lr_schedule"] = parse_schedule(args.lr_schedule)
     result = run_baseline(args.task, **kwargs)
-    t = Table(title=f"{args.task}: seed {args.seed}, {args.nodes} venues, {result.get('rounds')} rounds")
+    metric = result.get("metric", "rmse")
+    setup = f"strategy {result['strategy']['name']}"
+    if result.get("attack"):
+        setup += f", {result['byzantine']} hostile ({result['attack']['name']})"
+    t = Table(title=f"{args.task}: seed {args.seed}, {args.nodes} nodes, {result.get('rounds')} rounds, {setup}")
     t.add_column("model")
-    t.add_column("rmse", justify="right")
-    t.add_row("centralised", f"{result['centralised']['rmse']:.4f}")
+    t.add_column(metric, justify="right")
+    if result.get("centralised"):
+        t.add_row("centralised", f"{result['centralised'][metric]:.4f}")
     if result.get("centralised_cosine"):
-        t.add_row("centralised (cosine lr decay)", f"{result['centralised_cosine']['rmse']:.4f}")
-    t.add_row("federated", f"{result['federated']['rmse']:.4f}")
-    for item in result["local_only"]:
-        t.add_row(f"local-only {item.get('venue', item.get('shard'))}", f"{item['rmse']:.4f}")
+        t.add_row("centralised (cosine lr decay)", f"{result['centralised_cosine'][metric]:.4f}")
+    t.add_row("federated", f"{result['federated'][metric]:.4f}")
+    for item in result.get("local_only") or []:
+        t.add_row(f"local-only {item.get('venue', item.get('shard'))}", f"{item[metric]:.4f}")
     console.print(t)
     targets = result.get("targets") or {}
     if targets:
@@ -414,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--port", type=int, default=None, help="API port (default: a free one)")
     m.add_argument("--chain-port", type=int, default=None, help="anvil port (default: a free one)")
     m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo")
+    m.add_argument("--strategy", default="fedavg", help="the aggregator's merge rule")
+    m.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a strategy parameter (repeatable), e.g. beta=0.2")
+    m.add_argument("--byzantine", type=int, default=0, metavar="K",
+                   help="run the last K of the --nodes processes as hostile nodes (with --attack)")
+    m.add_argument("--attack", default=None, metavar="NAME",
+                   help="what the hostile nodes do: sign_flip, scaling, noise, data_poison, inflate, alie, ipm, "
+                        "min_max, min_sum (docs/robustness.md)")
+    m.add_argument("--attack-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an attack parameter for the hostile nodes (repeatable)")
 
     b = add("baseline", cmd_baseline, "centralised vs local-only vs federated on a task")
     b.add_argument("--task", default="options-iv")
@@ -422,6 +447,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rounds", type=int, default=None)
     b.add_argument("--json", type=Path, default=None)
     b.add_argument("--plot", type=Path, default=None)
+    b.add_argument("--strategy", default="fedavg", help="aggregation rule (the aggregator's own code)")
+    b.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a strategy parameter (repeatable), e.g. beta=0.2")
+    b.add_argument("--attack", default=None, metavar="NAME",
+                   help="hostile behaviour of the last --byzantine nodes: sign_flip, scaling, noise, data_poison, "
+                        "inflate, alie, ipm, min_max, min_sum (docs/robustness.md)")
+    b.add_argument("--attack-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an attack parameter (repeatable), e.g. k=10")
+    b.add_argument("--byzantine", type=int, default=0, metavar="K", help="number of hostile nodes (with --attack)")
+    b.add_argument("--max-samples", type=int, default=1_000_000,
+                   help="cap on a node's declared sample count, as the contract enforces (aggregator default)")
+    b.add_argument("--lr-schedule", default=None, metavar="SPEC",
+                   help="per-round local learning rate: constant, cosine:ROUNDS[:MIN_LR] or step:EVERY:GAMMA")
+    b.add_argument("--federated-only", action="store_true",
+                   help="skip the centralised and local-only runs")
     return p
 
 

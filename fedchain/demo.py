@@ -27,12 +27,45 @@ from fedchain.settings import REPO_ROOT, Settings
 
 
 def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,
-                 rounds: int | None, data_seed: int = 0) -> list[str]:
+                 rounds: int | None, data_seed: int = 0, attack: str | None = None,
+                 attack_params: list[str] | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "node", "--rpc-url", rpc_url, "--api-url", api_url, "--dev-account", str(dev_index),
            "--shard", str(shard), "--num-shards", str(num_shards), "--task", task, "--data-seed", str(data_seed)]
     if rounds is not None:
         cmd += ["--rounds", str(rounds)]
+    if attack:
+        cmd += ["--attack", attack]
+        for pair in attack_params or []:
+            cmd += ["--attack-param", pair]
     return cmd
+
+
+def hostile_plan(args: argparse.Namespace, n: int, workdir: Path) -> tuple[int, str | None, list[str]]:
+    """(K, attack, its --attack-param list) for ``--byzantine K --attack NAME``: the last K of the N
+    nodes run the attack. The demo tells them n and f, and lets omniscient attacks collude through a
+    folder of the workdir (they still cannot see the honest nodes' sealed updates)."""
+    from fedchain.errors import ConfigError
+
+    k = int(getattr(args, "byzantine", 0) or 0)
+    attack = getattr(args, "attack", None)
+    if k == 0:
+        if attack:
+            raise ConfigError("--attack needs --byzantine K (how many of the nodes run it)")
+        return 0, None, []
+    if not attack:
+        raise ConfigError("--byzantine needs --attack NAME", hint="e.g. --byzantine 2 --attack alie")
+    if not 0 < k < n:
+        raise ConfigError(f"--byzantine must be in 1..{n - 1} (at least one honest node), got {k}")
+    from fedchain.attacks import get_attack, parse_params
+    from fedchain.attacks.process import Hostile
+
+    pairs = list(getattr(args, "attack_param", None) or [])
+    given = parse_params(pairs)
+    pairs += [f"{key}={value}" for key, value in (("n", n), ("f", k)) if key not in given]
+    if get_attack(attack, {}).omniscient and "collude_dir" not in given:
+        pairs.append(f"collude_dir={workdir / 'collude'}")
+    Hostile(attack, pairs, num_shards=n)  # validate now, not in the node processes
+    return k, attack, pairs
 
 
 def run_demo(args: argparse.Namespace, console: Console) -> int:
@@ -52,6 +85,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError("--nodes and --rounds must be at least 1")
     min_updates = args.min_updates or max(1, n - 1)
     workdir: Path = args.workdir
+    byzantine, attack, attack_params = hostile_plan(args, n, workdir)
+    strategy_params = _strategy_params(args)
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "logs").mkdir(parents=True)
@@ -86,14 +121,23 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(settings.deployments_dir)
         for i in range(1, n + 1):
             log = open(workdir / "logs" / f"node-{i}.log", "wb")
+            hostile = i > n - byzantine
             procs.append(subprocess.Popen(
                 node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
-                             task=args.task, rounds=rounds, data_seed=args.seed),
+                             task=args.task, rounds=rounds, data_seed=args.seed,
+                             attack=attack if hostile else None, attack_params=attack_params if hostile else None),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=Path.cwd(),
             ))
         console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
-        agg_args = argparse.Namespace(task=args.task, strategy="fedavg", seed=args.seed, model_seed=args.seed)
+        if byzantine:
+            console.print(f"[red]nodes {n - byzantine + 1}..{n} are hostile[/]: attack {attack} "
+                          f"({', '.join(attack_params)})", highlight=False)
+        strategy = getattr(args, "strategy", None) or "fedavg"
+        agg_args = argparse.Namespace(task=args.task, strategy=strategy, strategy_params=strategy_params,
+                                      strategy_param=list(getattr(args, "strategy_param", None) or []),
+                                      seed=args.seed, model_seed=args.seed)
         agg, task = build_aggregator(agg_args, settings, chain, store, api, log=lambda m: None)
+        _check_strategy(agg, strategy, strategy_params)
         summaries: list[Any] = []
         with Live(round_table(summaries, task.primary_metric), console=console, refresh_per_second=4,
                   transient=False) as live:
@@ -115,6 +159,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             "api_url": api_url, "rpc_url": rpc_url, "chain_id": dep.chain_id,
             "contracts": {"NodeRegistry": dep.registry_address, "TrainingRounds": dep.rounds_address},
             "task": args.task, "nodes": n, "min_updates": min_updates,
+            "strategy": {"name": getattr(args, "strategy", None) or "fedavg", "params": strategy_params},
+            "byzantine": byzantine, "attack": ({"name": attack, "params": attack_params} if attack else None),
             "rounds": [s.to_json() for s in summaries],
         }
         if args.json:
@@ -140,3 +186,25 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         if api is not None:
             api.stop()
         stop_process(anvil)
+
+
+def _strategy_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``--strategy-param KEY=VALUE`` pairs, checked against the strategy now (ConfigError otherwise)."""
+    from fedchain.attacks import parse_params
+    from fedchain.strategy import get_strategy
+
+    params = parse_params(getattr(args, "strategy_param", None) or [], what="strategy")
+    get_strategy(getattr(args, "strategy", None) or "fedavg", params)
+    return params
+
+
+def _check_strategy(agg: Any, name: str, params: dict[str, Any]) -> None:
+    """The aggregator runs the strategy and parameters asked for (never silently other ones)."""
+    from fedchain.errors import ConfigError
+    from fedchain.strategy import get_strategy
+
+    want = {"name": name, "params": get_strategy(name, params).params}
+    got = getattr(agg, "strategy", want)
+    if isinstance(got, dict) and (got.get("name") != want["name"] or (got.get("params") or {}) != want["params"]):
+        raise ConfigError(f"the aggregator was built with strategy {got} instead of {want}",
+                          hint="fedchain.aggregator.factory.build_aggregator must pass args.strategy_params")

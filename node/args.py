@@ -41,6 +41,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="where upload receipts are kept (default: .fedchain/receipts/<address> in the current folder)")
     p.add_argument("--show-receipts", action="store_true",
                    help="print the upload receipts this node kept (and who signed each), then exit")
+    p.add_argument("--attack", default=None, metavar="NAME",
+                   help="run as a HOSTILE node for robustness experiments: sign_flip, scaling, noise, data_poison, "
+                        "inflate, alie, ipm, min_max, min_sum (docs/robustness.md)")
+    p.add_argument("--attack-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="an attack parameter (repeatable), e.g. k=10, or a harness key: n, f, estimate_k, "
+                        "estimate_frac, collude_dir, collude_wait")
     return p
 
 

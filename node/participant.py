@@ -43,7 +43,8 @@ from node.args import build_parser
 class Participant:
     def __init__(self, *, chain: ChainClient, api: ApiClient, task_spec: str, shard: int, num_shards: int,
                  data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5,
-                 commit_mode: str = "direct", retry_seconds: float = 300.0, receipts_dir: Path | None = None) -> None:
+                 commit_mode: str = "direct", retry_seconds: float = 300.0, receipts_dir: Path | None = None,
+                 hostile: Any = None) -> None:
         self.chain = chain
         self.api = api
         self.task_spec = task_spec
@@ -60,6 +61,8 @@ class Participant:
         self.retry_seconds = retry_seconds
         self.receipts_dir = receipts_dir or Path.cwd() / ".fedchain" / "receipts" / self.me
         self.aggregator = chain.deployment.aggregator or ""
+        #: A :class:`fedchain.attacks.process.Hostile` for robustness experiments (None: an honest node).
+        self.hostile = hostile
 
     def log(self, msg: str) -> None:
         self.console.print(f"[dim]node {self.me[:10]}[/] {msg}", highlight=False)
@@ -71,6 +74,9 @@ class Participant:
             else:
                 self._data = self.task.node_data(self.shard, self.num_shards, self.data_seed, params)
             self.log(f"loaded {len(self._data)} private samples (they never leave this node)")
+            if self.hostile is not None:
+                self._data = self.hostile.poison(self._data, self.task, self.data_seed * 1009 + self.shard)
+                self.log(f"[red]{self.hostile.describe()}[/]")
         return self._data
 
     def _chain(self, fn: Any, what: str) -> Any:
@@ -103,10 +109,17 @@ class Participant:
                 progress=progress, **({"prox_mu": mu} if (mu := float(((config.get("strategy") or {}).get("params") or {}).get("mu", 0) or 0)) else {}),
             )
         identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, rid, self.me)
-        blob = encode_update(state_dict_to_arrays(model), identity)
-        h = commitment(blob)
+        weights = state_dict_to_arrays(model)
         # The contract caps the weight a node may claim; an honest node with more data claims the cap.
         samples = min(len(data), info.max_samples)
+        if self.hostile is not None:  # robustness experiments: forge the update before encoding it
+            weights = self.hostile.forge(
+                task=self.task, make_model=lambda: self.task.build_model(params, 0), base=base, trained=weights,
+                data=data, training=training, seed=int(config.get("seed", 0)) * 1009 + self.shard, round_id=rid,
+                me=self.me)
+            samples = self.hostile.claim(len(data), info.max_samples)
+        blob = encode_update(weights, identity)
+        h = commitment(blob)
         signature = sign_upload(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
         r = self.api.upload(rid, h, blob, signature)
         if r.status_code not in (200, 201):
@@ -207,6 +220,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     if not 0 <= args.shard < args.num_shards:
         raise ConfigError(f"--shard {args.shard} is not in 0..{args.num_shards - 1}",
                           hint="shards are numbered from 0: --shard 0 .. --shard NUM_SHARDS-1")
+    hostile = hostile_from_args(args)  # a bad --attack fails before anything connects
     account = resolve_account(private_key=args.private_key, keystore=args.keystore, dev_index=args.dev_account)
     if args.show_receipts:
         return show_receipts(args.receipts_dir or Path.cwd() / ".fedchain" / "receipts" / account.address, console)
@@ -224,8 +238,17 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     participant = Participant(chain=chain, api=api, task_spec=args.task, shard=args.shard,
                               num_shards=args.num_shards, data_seed=args.data_seed, data_file=args.data,
                               console=console, commit_mode=args.commit_mode, retry_seconds=args.retry_seconds,
-                              receipts_dir=args.receipts_dir)
+                              receipts_dir=args.receipts_dir, hostile=hostile)
     return participant.run(args.rounds)
+
+
+def hostile_from_args(args: argparse.Namespace) -> Any:
+    """The hostile behaviour ``--attack``/``--attack-param`` ask for, or None (ConfigError if bad)."""
+    if not getattr(args, "attack", None) or args.attack == "none":
+        return None
+    from fedchain.attacks.process import Hostile
+
+    return Hostile(args.attack, getattr(args, "attack_param", None) or [], num_shards=args.num_shards)
 
 
 def show_receipts(folder: Path, console: Console) -> int:

@@ -1,4 +1,4 @@
-"""Learning tasks: the :class:`Task` interface, the built-in ``options-iv`` task, and :func:`load_task`.
+"""Learning tasks: the :class:`Task` interface, the built-in ``options-iv`` and ``digits`` tasks, and :func:`load_task`.
 
 A task is named either by a built-in name (``options-iv``) or by ``package.module:attribute`` (or
 ``path/to/file.py:attribute``) where the attribute is a :class:`Task` instance, a :class:`Task`
@@ -16,12 +16,13 @@ from pathlib import Path
 
 from fedchain.errors import ConfigError
 from fedchain.tasks.base import NodeData, Task, derive_seed, read_table, regression_metrics, write_csv
+from fedchain.tasks.digits import DigitsTask
 from fedchain.tasks.options_iv import OptionsIVTask
 
 __all__ = ["BUILTIN_TASKS", "DEFAULT_TASK", "NodeData", "Task", "derive_seed", "load_task",
            "read_table", "regression_metrics", "write_csv"]
 
-BUILTIN_TASKS: dict[str, type[Task]] = {OptionsIVTask.name: OptionsIVTask}
+BUILTIN_TASKS: dict[str, type[Task]] = {OptionsIVTask.name: OptionsIVTask, DigitsTask.name: DigitsTask}
 DEFAULT_TASK = OptionsIVTask.name
 
 _HINT = ("built-in tasks: " + ", ".join(sorted(BUILTIN_TASKS))

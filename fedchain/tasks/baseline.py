@@ -33,6 +33,8 @@ from fedchain.tasks.base import NodeData, Task, derive_seed
 
 #: Default number of federated rounds for the baseline (the demo runs fewer; see docs/results.md).
 DEFAULT_ROUNDS = 100
+#: The aggregator's default cap on a node's declared sample count (``fedchain aggregator --max-samples``).
+DEFAULT_MAX_SAMPLES = 1_000_000
 #: Targets from issue #4.
 TARGET_VS_CENTRALISED = 1.10
 TARGET_VS_MEDIAN_LOCAL = 0.70
@@ -60,16 +62,40 @@ def run_baseline(
     params: dict | None = None,
     training: dict | None = None,
     tuned_reference: bool = True,
+    strategy: str = "fedavg",
+    strategy_params: dict | None = None,
+    attack: str | None = None,
+    attack_params: dict | None = None,
+    byzantine: int = 0,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
+    lr_schedule: dict | None = None,
+    references: bool = True,
 ) -> dict:
-    """Train the three models and return their held-out metrics (see the module docstring)."""
+    """Train the three models and return their held-out metrics (see the module docstring).
+
+    ``strategy``/``strategy_params`` pick the aggregation rule (the aggregator's own code);
+    ``attack``/``attack_params`` with ``byzantine`` = K make the last K nodes hostile (see
+    :func:`_federate`); ``lr_schedule`` is a per-round local learning-rate schedule as the
+    aggregator writes it into round configs; ``references=False`` skips the centralised and
+    local-only runs (the robustness benchmark needs only the federation).
+    """
     from fedchain.codec import load_arrays_into, state_dict_to_arrays
     from fedchain.errors import ConfigError
-    from fedchain.strategy import ClientUpdate, get_strategy
+    from fedchain.strategy import get_strategy
 
     if not isinstance(nodes, int) or nodes < 1:
         raise ConfigError(f"--nodes must be at least 1, got {nodes!r}")
     if not isinstance(rounds, int) or rounds < 1:
         raise ConfigError(f"--rounds must be at least 1, got {rounds!r}")
+    if isinstance(byzantine, bool) or not isinstance(byzantine, int) or not 0 <= byzantine < nodes:
+        raise ConfigError(f"--byzantine must be in 0..{nodes - 1} (at least one honest node), got {byzantine!r}")
+    if byzantine and not attack:
+        raise ConfigError("--byzantine needs --attack NAME", hint="known attacks: see `fedchain baseline --help`")
+    from fedchain.attacks import get_attack
+
+    strategy_obj = get_strategy(strategy, strategy_params or {})
+    attack_obj = get_attack(attack, attack_params or {}) if attack and attack != "none" else None
+    hostile = frozenset(range(nodes - byzantine, nodes)) if attack_obj is not None else frozenset()
     started = time.perf_counter()
     task = load_task(task_spec)
     if plot_path is not None:
@@ -97,30 +123,22 @@ def run_baseline(
     bars = _Bars(progress)
     with bars:
         # --- federated ---------------------------------------------------------------------------
-        strategy = get_strategy("fedavg")
         bar = bars.add("federated", fed_steps)
-        global_arrays = init
-        history: list[dict[str, float]] = []
-        fed_model = fresh()
-        done = 0
-        for r in range(rounds):
-            updates = []
-            for i, d in enumerate(data):
-                m = fresh()
-                load_arrays_into(m, global_arrays)
-                offset = done
-                task.train(m, d, epochs=epochs, batch_size=batch, lr=lr, seed=derive_seed(seed, "fed", r, i),
-                           progress=bars.callback(bar, offset))
-                done += epochs * math.ceil(len(d) / batch)
-                updates.append(ClientUpdate(node=f"0x{i + 1:040x}", weights=state_dict_to_arrays(m),
-                                            num_samples=len(d)))
-            global_arrays = strategy.aggregate(global_arrays, updates)
-            load_arrays_into(fed_model, global_arrays)
-            scores = task.evaluate(fed_model, None, seed=seed, params=params)
-            history.append({"round": r + 1, **scores})
-            bars.describe(bar, f"federated (round {r + 1}/{rounds}, val {metric} {scores.get(metric, float('nan')):.3f})")
+        fed = _federate(task, data, init, fresh, strategy=strategy_obj, attack=attack_obj, hostile=hostile,
+                        rounds=rounds, epochs=epochs, batch=batch, lr=lr, seed=seed, params=params,
+                        max_samples=max_samples, lr_schedule=lr_schedule, bars=bars, bar=bar, metric=metric)
+        history, fed_model = fed["history"], fed["model"]
         federated = history[-1] if history else {}
         federated = {k: v for k, v in federated.items() if k != "round"}
+        if not references:
+            result = {
+                "task": task.name if task_spec == task.name else task_spec, "seed": seed, "nodes": nodes,
+                "rounds": rounds, "training": {"epochs": epochs, "batch_size": batch, "lr": lr},
+                "params": params, "metric": metric, "federated": {**federated, "steps": fed_steps},
+                "history": history, **fed["setup"],
+            }
+            result["elapsed_s"] = round(time.perf_counter() - started, 2)
+            return _jsonable(result)
 
         # --- centralised -------------------------------------------------------------------------
         bar = bars.add("centralised", central_steps)
@@ -165,6 +183,7 @@ def run_baseline(
         "local_only": [{**item, "steps": s} for item, s in zip(local_only, local_steps)],
         "history": history,
         "centralised_cosine": tuned,
+        **fed["setup"],
         "targets": {
             "federated_vs_centralised": vs_c,
             "federated_vs_median_local": vs_l,
@@ -185,6 +204,92 @@ def run_baseline(
         result["plot"] = str(plot_path)
     result["elapsed_s"] = round(time.perf_counter() - started, 2)
     return _jsonable(result)
+
+
+def _federate(task: Task, data: list[NodeData], init: dict, fresh: Any, *, strategy: Any, attack: Any,
+              hostile: frozenset[int], rounds: int, epochs: int, batch: int, lr: float, seed: int, params: dict,
+              max_samples: int, lr_schedule: dict | None, bars: Any, bar: Any, metric: str) -> dict[str, Any]:
+    """The federated run: ``rounds`` rounds of local training and ``strategy.step``, in process.
+
+    Honest node ``i`` trains the global model on its data with seed ``derive_seed(seed, "fed", r, i)``
+    and declares ``min(len(data), max_samples)`` samples. A hostile node (the last K shards):
+
+    - trains on ``attack.poison(data)`` (data poisoning; the identity for other attacks), unless the
+      attack is omniscient (it does not need its own update);
+    - sends ``global + attack.apply(own delta, ctx)``, where ``ctx.honest`` holds the honest nodes'
+      deltas of this round, in shard order (the omniscient attacks read them);
+    - declares ``attack.claim(len(data), max_samples)`` samples (inflated samples).
+
+    Stateful strategies carry their state from round to round, as the aggregator does.
+    """
+    from fedchain.attacks import AttackContext, apply_delta, delta_of
+    from fedchain.codec import load_arrays_into, state_dict_to_arrays
+    from fedchain.strategy import ClientUpdate
+
+    import inspect
+
+    n = len(data)
+    # FedProx: the proximal term is the nodes' part (Task.train(prox_mu=...)), when the task supports it.
+    mu = strategy.params.get("mu") if strategy.name == "fedprox" else None
+    prox = {"prox_mu": float(mu)} if mu is not None and "prox_mu" in inspect.signature(task.train).parameters else {}
+    attack_rng = lambda *parts: np.random.default_rng(derive_seed(seed, "attack", *parts))  # noqa: E731
+    train_data = [attack.poison(d, task, attack_rng("poison", i)) if (attack is not None and i in hostile) else d
+                  for i, d in enumerate(data)]
+    global_arrays, state = init, None
+    history: list[dict[str, float]] = []
+    fed_model = fresh()
+    done = 0
+    weights_log: list[dict[str, float]] = []
+    for r in range(rounds):
+        round_lr = lr
+        if lr_schedule:
+            from fedchain.aggregator.config import scheduled_lr
+
+            round_lr = scheduled_lr(lr, lr_schedule, r + 1)
+        deltas: dict[int, np.ndarray] = {}
+        trained: dict[int, dict[str, np.ndarray]] = {}
+        for i, d in enumerate(train_data):
+            if i in hostile and attack.omniscient:
+                done += epochs * math.ceil(len(d) / batch)
+                continue
+            m = fresh()
+            load_arrays_into(m, global_arrays)
+            task.train(m, d, epochs=epochs, batch_size=batch, lr=round_lr, seed=derive_seed(seed, "fed", r, i),
+                       progress=bars.callback(bar, done), **prox)
+            done += epochs * math.ceil(len(d) / batch)
+            trained[i] = state_dict_to_arrays(m)
+            deltas[i] = delta_of(trained[i], global_arrays)
+        honest = np.stack([deltas[i] for i in range(n) if i not in hostile])
+        updates = []
+        for i, d in enumerate(data):
+            if i in hostile:
+                own = deltas.get(i, np.zeros_like(honest[0]))
+                ctx = AttackContext(n=n, f=len(hostile), rng=attack_rng("apply", r, i), honest=honest)
+                weights = apply_delta(global_arrays, attack.apply(own, ctx)) if attack.forges_update else trained[i]
+                samples = attack.claim(len(d), max_samples)
+            else:
+                weights, samples = trained[i], min(len(d), max_samples)
+            updates.append(ClientUpdate(node=f"0x{i + 1:040x}", weights=weights, num_samples=samples))
+        res = strategy.step(global_arrays, updates, state)
+        global_arrays, state = res.model, res.state
+        weights_log.append({k: float(v) for k, v in res.weights.items()})
+        load_arrays_into(fed_model, global_arrays)
+        scores = task.evaluate(fed_model, None, seed=seed, params=params)
+        history.append({"round": r + 1, **scores})
+        bars.describe(bar, f"federated (round {r + 1}/{rounds}, val {metric} {scores.get(metric, float('nan')):.3f})")
+    hostile_weight = [sum(w.get(f"0x{i + 1:040x}", 0.0) for i in hostile) for w in weights_log]
+    setup = {
+        "strategy": strategy.config(),
+        "attack": ({"name": attack.name, "params": attack.params} if attack is not None else None),
+        "byzantine": len(hostile),
+        "hostile_shards": sorted(hostile),
+        "max_samples": max_samples,
+        "lr_schedule": lr_schedule,
+        "prox_mu_applied": prox.get("prox_mu"),
+        "hostile_weight": {"mean": float(np.mean(hostile_weight)) if hostile_weight else 0.0,
+                           "last": hostile_weight[-1] if hostile_weight else 0.0},
+    }
+    return {"history": history, "model": fed_model, "setup": setup}
 
 
 def _cat(parts: list[Any]) -> Any:
