@@ -28,7 +28,7 @@ from fedchain.chain.types import Commitment
 from fedchain.codec import UpdateIdentity, decode_update, encode_tensors, tensor_spec
 from fedchain.errors import InvalidBlob
 from fedchain.hashing import commitment
-from fedchain.strategy import ClientUpdate, get_strategy
+from fedchain.strategy import AggregationError, ClientUpdate, get_strategy
 
 #: Reason codes in round reports (the text after the colon explains).
 MISSING_UPLOAD = "missing_upload"
@@ -169,8 +169,12 @@ def merge(
                 for d, w in checked if d.accepted and w is not None]
     strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
     step = None
+    failure: str | None = None
     if len(accepted) >= max(1, min_updates):
-        step = strategy.step(base, accepted, state)
+        try:
+            step = strategy.step(base, accepted, state)
+        except AggregationError as exc:  # e.g. Krum or Bulyan with too few updates for their f
+            failure = f"{rules.strategy['name']}: {exc.message}"
     weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
     decisions = [
         UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
@@ -178,6 +182,8 @@ def merge(
         for d, _ in checked
     ]
     result = RoundComputation(decisions=decisions)
+    if failure is not None:
+        result.details = {"error": failure}  # no model: the round cannot finalize and expires
     if step is not None:
         result.model = step.model
         result.model_bytes = encode_tensors(step.model)

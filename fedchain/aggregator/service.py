@@ -229,13 +229,17 @@ class Aggregator:
             training["lr"] = scheduled_lr(float(training.get("lr", 1e-3)), self.lr_schedule, round_id)
             training["lr_schedule"] = dict(self.lr_schedule)
         strategy = dict(self.strategy)
+        round_seed = self.seed * 1_000_003 + round_id
+        if "seed" in (strategy.get("params") or {}):
+            # Rules with randomness (bucketing) draw it from the round's committed seed.
+            strategy["params"] = {**strategy["params"], "seed": round_seed}
         if get_strategy(strategy["name"], strategy.get("params") or {}).stateful:
             state_hash = self._last_state_hash()
             if state_hash is not None:
                 strategy["state_hash"] = state_hash
         config = build_config(
             task_spec=self.task_spec, task_params=self.task_params, training=training,
-            strategy=strategy, seed=self.seed * 1_000_003 + round_id, round_id=round_id,
+            strategy=strategy, seed=round_seed, round_id=round_id,
             min_updates=min_updates, eval_seed=self.seed, max_samples=self.max_samples,
             max_update_bytes=self.max_blob_bytes, relay_cutoff=self.relay_cutoff,
             selection_rate=self.selection_rate, update_access=self.update_access,
@@ -384,7 +388,8 @@ class Aggregator:
 
     def _expire(self, rid: int, deadline: int, comp: RoundComputation, gas: dict[str, int]) -> RoundSummary:
         grace = self.chain.grace_period()
-        self.log(f"round {rid}: {len(comp.accepted)} valid update(s), below quorum; expiring after the grace period")
+        why = comp.details.get("error") or f"{len(comp.accepted)} valid update(s), below quorum"
+        self.log(f"round {rid}: {why}; expiring after the grace period")
         while self.chain.block_timestamp() <= deadline + grace:
             time.sleep(min(1.0, self.poll * 2))
         for attempt in range(30):

@@ -345,3 +345,31 @@ def test_stateful_strategy_state_is_stored_named_in_the_report_and_fed_to_the_ne
     assert config2["strategy"]["state_hash"] == report1["server_state_hash"]  # committed input
     report2 = decode_json(store.get(second.report_hash), max_bytes=1 << 20)
     assert report2["strategy_details"] == {"rounds_seen": 1}
+
+
+def test_round_a_robust_rule_cannot_merge_expires_with_the_reason(setup):
+    from fedchain.strategy import get_strategy
+
+    chain, store, task, agg, nodes = setup
+    agg.strategy = {"name": "krum", "params": get_strategy("krum", {"f": 2}).params}  # needs n > 2f + 2 = 6
+    agg.ensure_genesis()
+
+    def play(rid):
+        for i, n in enumerate(nodes):
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 1.0 + i), 10)
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=3, round_seconds=60)
+    assert summary.status == "expired" and summary.accepted == 3
+    assert chain.get_round(1).status == RoundStatus.EXPIRED
+
+
+def test_bucketing_seed_comes_from_the_round_seed(setup):
+    from fedchain.strategy import get_strategy
+
+    chain, store, task, agg, nodes = setup
+    params = get_strategy("median", {"pre": [{"name": "bucketing", "s": 2}]}).params
+    agg.strategy = {"name": "median", "params": params}
+    agg.ensure_genesis()
+    rid, opened = agg.open_round(min_updates=1, round_seconds=300)
+    assert opened["config"]["strategy"]["params"]["seed"] == opened["config"]["seed"]
