@@ -206,7 +206,9 @@ def parse_unmask_blob(
         raise _bad("unmasking blob: self and pair must be objects", "malformed")
     got: dict[ShareRef, bytes] = {}
     for owner, key in doc["self"].items():
-        got[ShareRef("self", to_checksum_address(owner) if _is_addr(owner) else owner)] = _hexkey(key)
+        if not _is_addr(owner):
+            raise _bad("unmasking blob has a bad address", "malformed")
+        got[ShareRef("self", to_checksum_address(owner))] = _hexkey(key)
     for owner, inner in doc["pair"].items():
         if not isinstance(inner, dict):
             raise _bad("unmasking blob: pair entries must be objects", "malformed")
