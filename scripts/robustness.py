@@ -62,6 +62,13 @@ SWEEP: dict[str, list[dict[str, Any]]] = {
     "fedadam": [{"server_lr": 0.003}, {"server_lr": 0.01}, {"server_lr": 0.03}],
     "fedyogi": [{"server_lr": 0.003}, {"server_lr": 0.01}, {"server_lr": 0.03}],
 }
+#: Second stage of the sweep: the same optimisers with the local learning rate decayed over the
+#: rounds (``--lr-schedule cosine:100``, written into each round config), and FedAvg with it.
+COSINE = {"kind": "cosine", "rounds": 100, "min_lr": 0.0}
+SWEEP_SCHEDULED: list[tuple[str, dict[str, Any]]] = [
+    ("fedavg", {}), ("fedavgm", {"server_lr": 1.0, "momentum": 0.5}), ("fedadam", {"server_lr": 0.01}),
+    ("fedyogi", {"server_lr": 0.01}),
+]
 TABLE2_NODES, TABLE2_ROUNDS = 5, 100
 
 
@@ -187,9 +194,17 @@ def sweep_specs(seed: int) -> list[dict[str, Any]]:
         if name not in STRATEGIES:
             continue
         for params in settings:
-            out.append(cell_spec("options-iv", seed, nodes=TABLE2_NODES, rounds=TABLE2_ROUNDS, strategy=name,
-                                 strategy_params=params, attack=None, byzantine=0, label=_label(name, params)))
+            out.append(_t2_spec(seed, name, params, None))
+    for name, params in SWEEP_SCHEDULED:
+        if name in STRATEGIES:
+            out.append(_t2_spec(seed, name, params, COSINE))
     return out
+
+
+def _t2_spec(seed: int, name: str, params: dict[str, Any], schedule: dict | None) -> dict[str, Any]:
+    label = _label(name, params) + (" + cosine lr" if schedule else "")
+    return cell_spec("options-iv", seed, nodes=TABLE2_NODES, rounds=TABLE2_ROUNDS, strategy=name,
+                     strategy_params=params, attack=None, byzantine=0, label=label, lr_schedule=schedule)
 
 
 def reference_spec(seed: int) -> dict[str, Any]:
@@ -197,9 +212,10 @@ def reference_spec(seed: int) -> dict[str, Any]:
                      strategy_params={}, attack=None, byzantine=0, label="centralised", kind="cosine_reference")
 
 
-def best_settings(cache: Path) -> dict[str, dict[str, Any]]:
-    """Per server optimiser, the sweep setting with the lowest seed-0 RMSE (cached cells only)."""
-    best: dict[str, tuple[float, dict[str, Any]]] = {}
+def best_settings(cache: Path) -> dict[str, tuple[dict[str, Any], dict | None]]:
+    """Per server optimiser, the sweep setting (params, lr schedule) with the lowest seed-0 RMSE
+    (cached cells only)."""
+    best: dict[str, tuple[float, dict[str, Any], dict | None]] = {}
     for spec in sweep_specs(0):
         if spec["strategy"] == "fedavg":
             continue
@@ -208,19 +224,20 @@ def best_settings(cache: Path) -> dict[str, dict[str, Any]]:
             continue
         v = got["result"]["federated"].get("rmse")
         if v is not None and (spec["strategy"] not in best or v < best[spec["strategy"]][0]):
-            best[spec["strategy"]] = (v, spec["strategy_params"])
-    return {k: v[1] for k, v in best.items()}
+            best[spec["strategy"]] = (v, spec["strategy_params"], spec["lr_schedule"])
+    return {k: (v[1], v[2]) for k, v in best.items()}
+
+
+def _t2_rows(cache: Path) -> list[tuple[str, dict[str, Any], dict | None]]:
+    """FedAvg, FedAvg with the cosine schedule, then each optimiser's best seed-0 setting."""
+    return [("fedavg", {}, None), ("fedavg", {}, COSINE)] + [(k, p, sch) for k, (p, sch) in best_settings(cache).items()]
 
 
 def table2_specs(seeds: list[int], cache: Path) -> list[dict[str, Any]]:
     out = []
     for seed in seeds:
         out.append(reference_spec(seed))
-        out.append(cell_spec("options-iv", seed, nodes=TABLE2_NODES, rounds=TABLE2_ROUNDS, strategy="fedavg",
-                             strategy_params={}, attack=None, byzantine=0))
-        for name, params in best_settings(cache).items():
-            out.append(cell_spec("options-iv", seed, nodes=TABLE2_NODES, rounds=TABLE2_ROUNDS, strategy=name,
-                                 strategy_params=params, attack=None, byzantine=0, label=_label(name, params)))
+        out += [_t2_spec(seed, name, params, sch) for name, params, sch in _t2_rows(cache)]
     return out
 
 
@@ -311,10 +328,10 @@ def table2_markdown(cache: Path, seeds: list[int]) -> str:
         v = got["result"]["federated"]["rmse"]
         rel = f"{v / fa0['result']['federated']['rmse']:.3f}" if fa0 else "-"
         lines.append(f"| `{spec['label']}` | {_fmt(v)} | {rel} |")
-    best = best_settings(cache)
+    rows = _t2_rows(cache)
     lines += ["", "Each optimiser's best seed-0 setting on every seed, against the cosine-centralised reference "
               "(ratio in brackets; target <= 1.05):", ""]
-    cols = ["seed", "centralised, cosine lr", "fedavg"] + [_label(k, v) for k, v in best.items()]
+    cols = ["seed", "centralised, cosine lr"] + [_t2_spec(0, n, p, sch)["label"] for n, p, sch in rows]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for seed in seeds:
         ref = load(cache, reference_spec(seed))
@@ -322,9 +339,8 @@ def table2_markdown(cache: Path, seeds: list[int]) -> str:
             continue
         rc = ref["result"]["centralised_cosine"]["rmse"]
         row = [str(seed), f"{rc:.3f}"]
-        for name, params in [("fedavg", {})] + list(best.items()):
-            got = load(cache, cell_spec("options-iv", seed, nodes=TABLE2_NODES, rounds=TABLE2_ROUNDS, strategy=name,
-                                        strategy_params=params, attack=None, byzantine=0, label=_label(name, params)))
+        for name, params, sch in rows:
+            got = load(cache, _t2_spec(seed, name, params, sch))
             row.append(f"{got['result']['federated']['rmse']:.3f} ({got['result']['federated']['rmse'] / rc:.3f})"
                        if got else "-")
         lines.append("| " + " | ".join(row) + " |")
@@ -371,13 +387,13 @@ def plot(cache: Path, seeds: list[int], nodes: int, byzantine: int, rounds: int,
     ax.legend(fontsize=7, ncol=2)
     ax = axes[1]
     ref = load(cache, reference_spec(0))
-    for name, params in [("fedavg", {})] + list(best_settings(cache).items()):
-        got = load(cache, cell_spec("options-iv", 0, nodes=TABLE2_NODES, rounds=TABLE2_ROUNDS, strategy=name,
-                                    strategy_params=params, attack=None, byzantine=0, label=_label(name, params)))
+    for name, params, sch in _t2_rows(cache):
+        spec = _t2_spec(0, name, params, sch)
+        got = load(cache, spec)
         if got is None:
             continue
         h = got["result"]["history"]
-        ax.plot([x["round"] for x in h], [x["rmse"] for x in h], label=_label(name, params), lw=1.3)
+        ax.plot([x["round"] for x in h], [x["rmse"] for x in h], label=spec["label"], lw=1.3)
         drawn += 1
     if ref is not None:
         rc = ref["result"]["centralised_cosine"]["rmse"]
