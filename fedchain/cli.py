@@ -18,6 +18,9 @@ from typing import Any, Callable
 
 from rich.table import Table
 
+from fedchain.cliutil import (
+    HelpFormatter, api_help, non_negative_float, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
+)
 from fedchain.errors import FedchainError
 from fedchain.settings import REPO_ROOT, Settings
 
@@ -49,39 +52,55 @@ def _dev_default(rpc_url: str) -> int | None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """Settings from FEDCHAIN_* overlaid with the flags; a URL no flag or variable names comes from
+    the deployment file (``rpc_url``, ``api_url``), else the defaults (see :mod:`fedchain.cliutil`)."""
     s = Settings()
     updates: dict[str, Any] = {}
-    for name in ("rpc_url", "api_url", "data_dir", "deployments_dir"):
+    for name in ("data_dir", "deployments_dir"):
         value = getattr(args, name, None)
         if value is not None:
             updates[name] = value
-    if getattr(args, "port", None) is not None and hasattr(args, "host"):
+    deployments_dir = updates.get("deployments_dir", s.deployments_dir)
+    if hasattr(args, "rpc_url"):
+        updates["rpc_url"] = resolve_rpc_url(args.rpc_url, deployments_dir)
+    if getattr(args, "port", None) is not None and hasattr(args, "host"):  # the aggregator: serves its own API
         updates["api_port"] = args.port
         updates["api_host"] = args.host
-        if getattr(args, "api_url", None) is None:
-            updates["api_url"] = f"http://{args.host}:{args.port}"
+        updates["api_url"] = args.api_url or f"http://{args.host}:{args.port}"
+    elif hasattr(args, "api_url"):
+        updates["api_url"] = resolve_api_url(args.api_url, deployments_dir)
     return s.model_copy(update=updates)
 
 
 # --------------------------------------------------------------------------------------------
 # chain
 def cmd_chain(args: argparse.Namespace) -> int:
+    """anvil in the foreground. Ctrl-C, SIGTERM and SIGHUP stop it; anvil also gets SIGTERM if this
+    process dies any other way (Linux parent-death signal), so it is never left orphaned."""
     from fedchain.chain.accounts import dev_account
-    from fedchain.devchain import anvil_command, port_open
+    from fedchain.devchain import anvil_command, die_with_parent, port_open, stop_process
 
     if port_open(args.host, args.port):
-        raise FedchainError(f"port {args.port} is already in use", hint="a chain may already be running there; or pass --port")
-    console.print(f"[bold]fedchain chain[/]: anvil on http://{args.host}:{args.port} (chain id 31337, Ctrl-C to stop)")
+        raise FedchainError(f"port {args.port} is already in use",
+                            hint="a chain may already be running there; or pass another --port")
+    url = f"http://{args.host}:{args.port}"
+    console.print(f"[bold]fedchain chain[/]: anvil on {url} (chain id 31337, Ctrl-C to stop)", highlight=False)
     for i in range(min(args.accounts, 6)):
         role = "admin + aggregator" if i == 0 else f"node {i}"
         console.print(f"  dev account {i}: {dev_account(i).address}  ({role})", highlight=False)
-    proc = subprocess.Popen(anvil_command(args.port, args.host, args.accounts, args.block_time, quiet=not args.verbose))
+    if args.port != 8545 or args.host != "127.0.0.1":
+        console.print(f"  next: fedchain deploy --rpc-url {url} --task options-iv --admit-dev 3 "
+                      f"(later commands read the URL from deployments/31337.json)", highlight=False)
+    proc = subprocess.Popen(anvil_command(args.port, args.host, args.accounts, args.block_time, quiet=not args.verbose),
+                            preexec_fn=die_with_parent)
+    previous = signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(10)
         return 0
+    finally:  # SIGTERM arrives as SystemExit(143) from main's handler: stop anvil with us
+        signal.signal(signal.SIGHUP, previous)
+        stop_process(proc, timeout=10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -169,17 +188,26 @@ def _with_checked_strategy(fn: Callable[[argparse.Namespace], int]) -> Callable[
 
 
 def cmd_aggregator(args: argparse.Namespace) -> int:
+    from fedchain.aggregator import lock
     from fedchain.aggregator.server import start_api
     from fedchain.chain.client import ChainClient
+    from fedchain.cliutil import record_api_url
     from fedchain.store import FilesystemStore
 
     s = _settings(args)
     chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
                                 account=_account(args, default_dev=_dev_default(s.rpc_url)))
-    store = FilesystemStore(s.data_dir / "blobs", max_bytes=s.max_blob_bytes)
-    api = start_api(s, chain, store, signer=chain.account)
-    console.print(f"API serving on {api.url} (docs at {api.url}/docs)")
+    # One aggregator per data folder and per deployment: refused here, naming the holder.
+    held = lock.acquire(s.data_dir, chain_id=chain.chain_id, contract=chain.rounds_address,
+                        deploy_block_hash=chain.block_hash(chain.deploy_block), api_url=s.api_url)
+    api = None
     try:
+        store = FilesystemStore(s.data_dir / "blobs", max_bytes=s.max_blob_bytes)
+        api = start_api(s, chain, store, signer=chain.account)
+        if record_api_url(s.deployments_dir, chain.chain_id, chain.rounds_address, s.api_url):
+            console.print(f"API URL recorded in {s.deployments_dir}/{chain.chain_id}.json (nodes, rounds and verify "
+                          f"on this machine find it there)", highlight=False)
+        console.print(f"API serving on {api.url} (dashboard at {api.url}/ui, docs at {api.url}/docs)", highlight=False)
         from fedchain.aggregator.factory import build_aggregator
 
         agg, task = build_aggregator(args, s, chain, store, api,
@@ -198,16 +226,63 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
                 f"round {rid}: {got}/{want} nodes committed, deadline in {left:.0f} s")
             agg.run(rounds=args.rounds, min_updates=args.min_updates, round_seconds=args.round_seconds,
                     on_round=on_round)
-        console.print(round_table(summaries, task.primary_metric))
+        console.print(_history_table(api, summaries, task.primary_metric))
         if args.exit_when_done:
             return 0
-        console.print(f"rounds done; API still serving on {api.url} (Ctrl-C to stop)")
+        console.print(f"rounds done; API and dashboard still serving on {api.url} (Ctrl-C to stop)", highlight=False)
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
         return 0
     finally:
-        api.stop()
+        if api is not None:
+            api.stop()
+        held.release()
+
+
+def _history_table(api: Any, summaries: list[Any], metric: str) -> Table:
+    """The table `fedchain rounds` prints (from the API's /rounds), so both show the same rows;
+    the loop's own summaries if the API cannot be read."""
+    from fedchain.apiclient import ApiClient
+
+    try:
+        api.indexer.sync()
+        items = ApiClient(api.url, retry_seconds=2, log=lambda m: None).get_json("/rounds", limit=500, offset=0)["items"]
+    except Exception:  # noqa: BLE001 - the summaries are the same facts, seen from the loop
+        return round_table(summaries, metric)
+    return round_table(api_round_rows(items), metric)
+
+
+def api_round_rows(items: list[dict[str, Any]]) -> list[Any]:
+    """``GET /rounds`` items (any order) as rows for :func:`fedchain.console.round_table`, oldest first."""
+    from types import SimpleNamespace
+
+    rows = []
+    for it in sorted(items, key=lambda it: int(it["round_id"])):
+        is_open = it.get("status") == "open"
+        commits, accepted = int(it.get("commit_count") or 0), int(it.get("accepted_count") or 0)
+        gas: dict[str, int] = {}
+        if it.get("open_gas_used") is not None:
+            gas["open"] = int(it["open_gas_used"])
+        if it.get("close_gas_used") is not None:
+            gas["finalize" if it.get("status") == "finalized" else "expire"] = int(it["close_gas_used"])
+        rows.append(SimpleNamespace(
+            round=int(it["round_id"]), status=it.get("status", "?"),
+            accepted=f"{commits} committed" if is_open else accepted,
+            rejected="-" if is_open else max(0, commits - accepted),
+            global_model_hash=it.get("global_model_hash"), gas=gas, metrics=dict(it.get("metrics") or {}),
+        ))
+    return rows
+
+
+def _table_metric(items: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for it in items:
+        keys += [k for k, v in (it.get("metrics") or {}).items() if isinstance(v, (int, float)) and k not in keys]
+    for preferred in ("rmse", "accuracy", "loss"):
+        if preferred in keys:
+            return preferred
+    return keys[0] if keys else "rmse"
 
 
 # --------------------------------------------------------------------------------------------
@@ -221,7 +296,6 @@ def cmd_node(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # rounds
 def cmd_rounds(args: argparse.Namespace) -> int:
-
     from fedchain.apiclient import ApiClient
 
     s = _settings(args)
@@ -230,15 +304,10 @@ def cmd_rounds(args: argparse.Namespace) -> int:
     if args.json:
         console.print_json(data=items)
         return 0
-    t = Table(title=f"rounds at {s.api_url}")
-    for col in ("round", "status", "commits", "accepted", "global model", "report", "metrics"):
-        t.add_column(col)
-    for it in items:
-        shown = {k: v for k, v in (it.get("metrics") or {}).items() if k in ("rmse", "max_abs_err", "loss", "accuracy")}
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in shown.items() if isinstance(v, (int, float)))
-        t.add_row(str(it["round_id"]), it["status"], str(it.get("commit_count", "")), str(it.get("accepted_count", "")),
-                  (it.get("global_model_hash") or "-")[:18], (it.get("report_hash") or "-")[:18], metrics)
-    console.print(t)
+    metric = args.metric or _table_metric(items)
+    table = round_table(api_round_rows(items), metric)
+    table.caption = f"from {s.api_url}"
+    console.print(table)
     return 0
 
 
@@ -321,49 +390,60 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     s = Settings()
-    p = argparse.ArgumentParser(prog="fedchain", description="Auditable federated learning on an EVM chain.")
+    p = argparse.ArgumentParser(
+        prog="fedchain", formatter_class=HelpFormatter,
+        description="Auditable federated learning on an EVM chain.",
+        epilog="URLs: each command takes --rpc-url/--api-url where it needs them; without a flag it reads "
+               "FEDCHAIN_RPC_URL / FEDCHAIN_API_URL, then the rpc_url/api_url recorded in "
+               "deployments/<chainId>.json (written by `fedchain deploy` and the aggregator). "
+               "`fedchain COMMAND --help` lists a command's options with their defaults.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help, description=help)
+        sp = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
         sp.set_defaults(fn=fn)
         return sp
 
+    deployments_help = ("folder with the deployment files <chainId>.json (FEDCHAIN_DEPLOYMENTS_DIR; "
+                        f"default {s.deployments_dir})")
+
     c = add("chain", cmd_chain, "run a local anvil chain (from node_modules) in the foreground")
-    c.add_argument("--host", default="127.0.0.1")
-    c.add_argument("--port", type=int, default=8545)
-    c.add_argument("--accounts", type=int, default=10)
-    c.add_argument("--block-time", type=float, default=1.0,
+    c.add_argument("--host", default="127.0.0.1", help="address anvil listens on")
+    c.add_argument("--port", type=int, default=8545, help="JSON-RPC port (pass `--rpc-url http://HOST:PORT` to deploy)")
+    c.add_argument("--accounts", type=positive_int, default=10, help="funded dev accounts (0: admin, 1..: nodes)")
+    c.add_argument("--block-time", type=non_negative_float, default=1.0,
                    help="seconds per block; deadlines are judged by chain time, so a dev chain must keep mining "
                         "(0: mine only on each transaction)")
     c.add_argument("--verbose", action="store_true", help="show anvil's own log")
 
     d = add("deploy", cmd_deploy, "deploy the contracts, set the genesis model, admit nodes")
-    d.add_argument("--rpc-url", default=None)
-    d.add_argument("--deployments-dir", type=Path, default=None)
+    d.add_argument("--rpc-url", default=None,
+                   help=rpc_help("chain to deploy to (recorded in the deployment file for the other commands)"))
+    d.add_argument("--deployments-dir", type=Path, default=None, help="where to write <chainId>.json; " + deployments_help)
     _key_args(d, default_dev=0)
-    d.add_argument("--aggregator", default=None, help="address granted AGGREGATOR_ROLE (default: the deployer)")
+    d.add_argument("--aggregator", default=None, metavar="ADDRESS",
+                   help="address granted AGGREGATOR_ROLE (default: the deployer)")
     d.add_argument("--grace-period", type=int, default=60, help="seconds after a deadline before anyone may expire a round")
-    d.add_argument("--task", default="options-iv")
+    d.add_argument("--task", default="options-iv", help="task whose genesis model is set: built-in name or module:attribute")
     d.add_argument("--model-seed", type=int, default=0, help="seed of the genesis model")
     d.add_argument("--admit", nargs="*", default=[], metavar="ADDRESS", help="node addresses to admit")
     d.add_argument("--admit-dev", type=int, default=0, metavar="N", help="admit anvil dev accounts 1..N")
 
     a = add("admit", cmd_admit, "admit (or --remove) node addresses; needs the registrar key")
-    a.add_argument("addresses", nargs="+")
-    a.add_argument("--remove", action="store_true")
-    a.add_argument("--rpc-url", default=None)
-    a.add_argument("--deployments-dir", type=Path, default=None)
+    a.add_argument("addresses", nargs="+", metavar="ADDRESS", help="node addresses")
+    a.add_argument("--remove", action="store_true", help="remove the nodes instead of admitting them")
+    a.add_argument("--rpc-url", default=None, help=rpc_help())
+    a.add_argument("--deployments-dir", type=Path, default=None, help=deployments_help)
     _key_args(a, default_dev=0)
 
     k = add("new-key", cmd_new_key, "create a node key in an encrypted keystore file (password from FEDCHAIN_KEYSTORE_PASSWORD)")
-    k.add_argument("path", type=Path)
+    k.add_argument("path", type=Path, help="keystore file to create (never overwritten)")
 
-    g = add("aggregator", cmd_aggregator, "run the aggregator: REST API + round loop")
-    g.add_argument("--rounds", type=int, default=5)
-    g.add_argument("--min-updates", type=int, default=2)
-    g.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round, from its opening")
-    g.add_argument("--task", default="options-iv")
+    g = add("aggregator", cmd_aggregator, "run the aggregator: REST API, dashboard and round loop")
+    g.add_argument("--rounds", type=positive_int, default=5, help="rounds to run; then the API keeps serving")
+    g.add_argument("--min-updates", type=positive_int, default=2, help="quorum: accepted updates a round needs")
+    g.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round, from its opening (chain time)")
+    g.add_argument("--task", default="options-iv", help="built-in task name or module:attribute")
     g.add_argument("--strategy", default="fedavg", metavar="NAME",
                    help="merge rule: fedavg, fedprox, fedavgm, fedadam, fedyogi, median, trimmed_mean, krum, "
                         "multi_krum, bulyan, centered_clip (docs/strategies.md); written into each round config")
@@ -371,14 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a parameter of --strategy (repeatable), VALUE parsed as JSON else taken as a string: "
                         "beta=0.2, f=2, 'pre=[{\"name\": \"clip\", \"c\": 1.0}]'; unknown names are refused")
     g.set_defaults(fn=_with_checked_strategy(cmd_aggregator))
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--model-seed", type=int, default=0)
-    g.add_argument("--host", default=s.api_host)
-    g.add_argument("--port", type=int, default=s.api_port)
-    g.add_argument("--rpc-url", default=None)
-    g.add_argument("--api-url", default=None, help="public URL of this API (default http://HOST:PORT)")
-    g.add_argument("--data-dir", type=Path, default=None)
-    g.add_argument("--deployments-dir", type=Path, default=None)
+    g.add_argument("--seed", type=int, default=0, help="seed of the round configs (training and evaluation)")
+    g.add_argument("--model-seed", type=int, default=0, help="seed of the genesis model (as given to deploy)")
+    g.add_argument("--host", default=s.api_host, help="address the API listens on (FEDCHAIN_API_HOST)")
+    g.add_argument("--port", type=int, default=s.api_port, help="API port (FEDCHAIN_API_PORT)")
+    g.add_argument("--rpc-url", default=None, help=rpc_help())
+    g.add_argument("--api-url", default=None,
+                   help="public URL of this API, recorded in the deployment file for nodes (default http://HOST:PORT)")
+    g.add_argument("--data-dir", type=Path, default=None,
+                   help=f"blob store and index; one aggregator per folder (FEDCHAIN_DATA_DIR; default {s.data_dir})")
+    g.add_argument("--deployments-dir", type=Path, default=None, help=deployments_help)
     g.add_argument("--exit-when-done", action="store_true", help="stop the API after the last round")
     g.add_argument("--max-samples", type=int, default=1_000_000,
                    help="largest sample count (FedAvg weight) a node may declare; the contract enforces it")
@@ -399,17 +481,20 @@ def build_parser() -> argparse.ArgumentParser:
     n = add("node", cmd_node, "run a participant node")
     node_parser(n)
 
-    r = add("rounds", cmd_rounds, "print the round history from the API")
-    r.add_argument("--api-url", default=None)
-    r.add_argument("--limit", type=int, default=50)
-    r.add_argument("--json", action="store_true")
+    r = add("rounds", cmd_rounds, "print the round history from the API (the aggregator's table)")
+    r.add_argument("--api-url", default=None, help=api_help())
+    r.add_argument("--deployments-dir", type=Path, default=None, help="where to look for a recorded api_url; " + deployments_help)
+    r.add_argument("--limit", type=positive_int, default=50, help="newest rounds to show")
+    r.add_argument("--metric", default=None, help="metric column (default: rmse, accuracy or loss, whichever the reports have)")
+    r.add_argument("--json", action="store_true", help="print the API's JSON items instead of the table")
 
     v = add("verify", cmd_verify, "recompute a round from public data and compare with the chain")
-    v.add_argument("--round", type=int, required=True)
-    v.add_argument("--rpc-url", default=None)
-    v.add_argument("--api-url", default=None)
+    v.add_argument("--round", type=positive_int, required=True, help="round id to recompute")
+    v.add_argument("--rpc-url", default=None, help=rpc_help("your own chain RPC"))
+    v.add_argument("--api-url", default=None, help=api_help("the aggregator API that serves the blobs"))
     v.add_argument("--deployments-dir", type=Path, default=None,
-                   help="folder with your own deployments/<chainId>.json (verify never asks the API for addresses)")
+                   help="folder with your own deployments/<chainId>.json (verify never asks the API for addresses; "
+                        f"FEDCHAIN_DEPLOYMENTS_DIR; default {s.deployments_dir})")
     v.add_argument("--contract", default=None, metavar="ADDRESS",
                    help="the TrainingRounds address to audit, instead of a deployment file")
     v.add_argument("--receipt", type=Path, nargs="*", default=[], metavar="FILE",
@@ -417,19 +502,25 @@ def build_parser() -> argparse.ArgumentParser:
                         "missing_upload claim")
     _key_args(v)
 
-    m = add("demo", cmd_demo, "all in one: anvil, deploy, aggregator, N node processes, R rounds")
-    m.add_argument("--nodes", type=int, default=5)
-    m.add_argument("--rounds", type=int, default=5)
-    m.add_argument("--task", default="options-iv")
-    m.add_argument("--min-updates", type=int, default=None, help="quorum (default: all but one node, at least 1)")
-    m.add_argument("--round-seconds", type=float, default=120.0)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--json", type=Path, default=None, help="write a JSON summary here")
-    m.add_argument("--serve", action="store_true", help="keep the chain and the API up afterwards, until Ctrl-C")
+    m = add("demo", cmd_demo, "all in one: anvil, deploy, aggregator, N node processes, R rounds, then the comparison "
+                              "with local-only and centralised training")
+    m.add_argument("--nodes", type=positive_int, default=5, help="node processes (each gets one shard of the data)")
+    m.add_argument("--rounds", type=positive_int, default=5, help="rounds to run")
+    m.add_argument("--task", default="options-iv", help="built-in task name or module:attribute (docs/tasks.md)")
+    m.add_argument("--min-updates", type=positive_int, default=None, help="quorum (default: all but one node, at least 1)")
+    m.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round (rounds close as soon as "
+                                                                      "every node has committed)")
+    m.add_argument("--seed", type=int, default=0, help="data, genesis model and round seed")
+    m.add_argument("--json", type=Path, default=None, metavar="PATH", help="write a JSON summary here")
+    m.add_argument("--serve", action="store_true",
+                   help="keep the chain, the API and the dashboard up afterwards, until Ctrl-C")
+    m.add_argument("--no-compare", action="store_true",
+                   help="skip the closing comparison with local-only and centralised models")
     m.add_argument("--port", type=int, default=None, help="API port (default: a free one)")
     m.add_argument("--chain-port", type=int, default=None, help="anvil port (default: a free one)")
-    m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo")
-    m.add_argument("--strategy", default="fedavg", help="the aggregator's merge rule")
+    m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo",
+                   help="logs, deployment and aggregator data (emptied first; one demo per folder)")
+    m.add_argument("--strategy", default="fedavg", help="the aggregator's merge rule (docs/strategies.md)")
     m.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a strategy parameter (repeatable), e.g. beta=0.2")
     m.add_argument("--byzantine", type=int, default=0, metavar="K",
@@ -441,12 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an attack parameter for the hostile nodes (repeatable)")
 
     b = add("baseline", cmd_baseline, "centralised vs local-only vs federated on a task")
-    b.add_argument("--task", default="options-iv")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--nodes", type=int, default=5)
-    b.add_argument("--rounds", type=int, default=None)
-    b.add_argument("--json", type=Path, default=None)
-    b.add_argument("--plot", type=Path, default=None)
+    b.add_argument("--task", default="options-iv", help="built-in task name or module:attribute")
+    b.add_argument("--seed", type=int, default=0, help="data, model and training seed")
+    b.add_argument("--nodes", type=positive_int, default=5, help="number of nodes (venues)")
+    b.add_argument("--rounds", type=positive_int, default=None, help="federated rounds (default 100)")
+    b.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON")
+    b.add_argument("--plot", type=Path, default=None, metavar="PNG", help="save a picture (options-iv)")
     b.add_argument("--strategy", default="fedavg", help="aggregation rule (the aggregator's own code)")
     b.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a strategy parameter (repeatable), e.g. beta=0.2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def start_anvil(port: int, *, host: str = "127.0.0.1", accounts: int = 10, log_p
         raise ConfigError(f"port {port} is already in use", hint="stop the other chain or pick another --port")
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(anvil_command(port, host, accounts, block_time), stdout=out, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -73,6 +74,17 @@ def start_anvil(port: int, *, host: str = "127.0.0.1", accounts: int = 10, log_p
         time.sleep(0.05)
     proc.kill()
     raise RpcUnavailable(f"http://{host}:{port}", "anvil did not start in time")
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for a child that must not outlive us: on Linux the kernel sends it SIGTERM
+    when the parent dies, however it dies (elsewhere this does nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def stop_process(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:

@@ -13,30 +13,39 @@ def add_key_arguments(p: argparse.ArgumentParser, *, dev_default_note: str = "")
     s = Settings()
     g = p.add_argument_group("signing key (one of)")
     g.add_argument("--keystore", type=Path, default=s.keystore_file,
-                   help="eth-account keystore JSON; password from FEDCHAIN_KEYSTORE_PASSWORD")
+                   help="eth-account keystore JSON (FEDCHAIN_KEYSTORE_FILE); password from FEDCHAIN_KEYSTORE_PASSWORD")
     g.add_argument("--private-key", default=s.private_key, help=argparse.SUPPRESS)  # prefer keystores
     g.add_argument("--dev-account", type=int, default=s.dev_account,
-                   help="index of an anvil dev account (local chains only)" + dev_default_note)
+                   help="index of an anvil dev account (local chains only; FEDCHAIN_DEV_ACCOUNT)" + dev_default_note)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="fedchain node", description="Run a fedchain participant node.")
-    s = Settings()
-    p.add_argument("--rpc-url", default=s.rpc_url, help="chain JSON-RPC URL (FEDCHAIN_RPC_URL)")
-    p.add_argument("--api-url", default=s.api_url, help="aggregator API URL (FEDCHAIN_API_URL)")
+    from fedchain.cliutil import HelpFormatter, api_help, non_negative_float, positive_int, resolve_api_url, resolve_rpc_url, rpc_help
+
+    p = parser or argparse.ArgumentParser(prog="fedchain node", description="Run a fedchain participant node.",
+                                          formatter_class=HelpFormatter)
+    p.epilog = ("A node stops after --rounds rounds, or when no round has been open for --idle-exit seconds "
+                "(the federation has ended), with a closing `done:` line.")
+    # The defaults are resolved now, so --help shows the URLs this node would use.
+    p.add_argument("--rpc-url", default=resolve_rpc_url(), help=rpc_help())
+    p.add_argument("--api-url", default=resolve_api_url(), help=api_help())
     add_key_arguments(p)
-    p.add_argument("--task", default="options-iv", help="built-in task name or module:attribute")
-    p.add_argument("--shard", type=int, default=0, help="this node's shard of the task's generated data")
-    p.add_argument("--num-shards", type=int, default=1)
-    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--task", default="options-iv", help="built-in task name or module:attribute (must match the rounds')")
+    p.add_argument("--shard", type=int, default=0, help="this node's shard of the task's generated data, 0..NUM_SHARDS-1")
+    p.add_argument("--num-shards", type=positive_int, default=1, help="how many shards the generated data is split into")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the generated data (the same for every node)")
     p.add_argument("--data", type=Path, default=None, help="private data file (CSV/Parquet) instead of generated data")
-    p.add_argument("--rounds", type=int, default=None, help="stop after taking part in this many rounds")
+    p.add_argument("--rounds", type=positive_int, default=None,
+                   help="stop after taking part in this many rounds (default: until the federation ends, see --idle-exit)")
+    p.add_argument("--idle-exit", type=non_negative_float, default=300.0, metavar="SECONDS",
+                   help="stop when no round has been open for this long after one closed: the aggregator has "
+                        "finished (0: wait for new rounds forever)")
     p.add_argument("--commit-mode", choices=("direct", "relay"), default="direct",
                    help="direct: submitUpdate from this node's address (pays gas); relay: post a signed "
                         "commitment for the aggregator's batch (no ETH needed), and commit directly if it "
                         "is not on-chain by the relay cut-off")
     p.add_argument("--retry-seconds", type=float, default=300.0,
-                   help="how long to keep retrying an unreachable chain or API before giving up")
+                   help="how long to keep retrying an unreachable chain or API before giving up (each retry is printed)")
     p.add_argument("--receipts-dir", type=Path, default=None,
                    help="where upload receipts are kept (default: .fedchain/receipts/<address> in the current folder)")
     p.add_argument("--show-receipts", action="store_true",
@@ -48,5 +57,3 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="an attack parameter (repeatable), e.g. k=10, or a harness key: n, f, estimate_k, "
                         "estimate_frac, collude_dir, collude_wait")
     return p
-
-

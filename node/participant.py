@@ -181,15 +181,36 @@ class Participant:
                          f"committing directly[/]")
         return self._chain(lambda: self.chain.submit_update(rid, h, samples), "submitUpdate")
 
-    def run(self, rounds: int | None) -> int:
+    def run(self, rounds: int | None, idle_exit: float = 0.0) -> int:
+        """Take part in rounds until ``rounds`` are done, or (``idle_exit`` > 0) until no round has
+        been open for ``idle_exit`` seconds since one closed: the aggregator has finished."""
         handled: set[int] = set()
         done = 0
-        self.log(f"watching chain {self.chain.chain_id} (rounds contract {self.chain.rounds_address})")
+        idle_since: float | None = None  # when the last open round was seen closed (monotonic)
+        announced: int | None = None
+        self.log(f"watching chain {self.chain.chain_id} (rounds contract {self.chain.rounds_address})"
+                 + (f"; stopping after {rounds} round(s)" if rounds else "")
+                 + (f"; or when no round is open for {idle_exit:.0f} s" if idle_exit else ""))
         while rounds is None or done < rounds:
             rid = self._chain(self.chain.current_round_id, "currentRoundId")
             if rid == 0 or rid in handled:
+                if rid and idle_exit:
+                    if self._chain(lambda: self.chain.get_round(rid), "getRound").status == RoundStatus.OPEN:
+                        idle_since = None
+                    else:
+                        if idle_since is None:
+                            idle_since = time.monotonic()
+                        if announced != rid:
+                            announced = rid
+                            self.log(f"round {rid} closed; waiting for the next round (stopping if none opens "
+                                     f"within {idle_exit:.0f} s)")
+                        if time.monotonic() - idle_since >= idle_exit:
+                            self.log(f"done: no round opened for {idle_exit:.0f} s after round {rid} closed, so the "
+                                     f"federation has ended (--idle-exit); took part in {done} round(s)")
+                            return 0
                 time.sleep(self.poll)
                 continue
+            idle_since = None
             info = self._chain(lambda: self.chain.get_round(rid), "getRound")
             handled.add(rid)
             if info.status != RoundStatus.OPEN:
@@ -211,7 +232,7 @@ class Participant:
                     self.log(f"[red]round {rid}: {exc}[/]")
                     continue
             done += 1
-        self.log(f"done: took part in {done} round(s)")
+        self.log(f"done: took part in {done} round(s) (--rounds {rounds} reached); exiting")
         return 0
 
 
@@ -239,7 +260,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                               num_shards=args.num_shards, data_seed=args.data_seed, data_file=args.data,
                               console=console, commit_mode=args.commit_mode, retry_seconds=args.retry_seconds,
                               receipts_dir=args.receipts_dir, hostile=hostile)
-    return participant.run(args.rounds)
+    return participant.run(args.rounds, idle_exit=float(getattr(args, "idle_exit", 0) or 0))
 
 
 def hostile_from_args(args: argparse.Namespace) -> Any:

@@ -1,0 +1,124 @@
+"""One aggregator per data folder and per contract: an advisory ``fcntl`` lock plus a note of the holder.
+
+``fedchain aggregator`` takes two locks before it serves or opens anything:
+
+- ``<data_dir>/aggregator.lock``: two aggregators writing one blob store and one index would
+  open rounds under each other (the first then dies on ``RoundNotOpen``);
+- a per-user lock for the contract (chain id, TrainingRounds address and the hash of the block it
+  was deployed in, so a restarted dev chain with the same addresses is another chain), in
+  ``$XDG_RUNTIME_DIR/fedchain`` or the temp folder: two aggregators with different data folders
+  on one deployment would race for the same rounds.
+
+Each lock file holds JSON naming the holder (pid, API URL, data folder, start time), which the
+refusal prints. The kernel drops an ``flock`` when its process dies, so a crashed aggregator never
+leaves a stale lock behind (the note may stay; it is only read while the lock is held). Another
+machine is not covered here: on-chain, an aggregator refuses to run while an open round's config
+is not in its own store (:meth:`fedchain.aggregator.service.Aggregator.open_round`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedchain.errors import ConfigError
+
+
+@dataclass
+class HeldLock:
+    path: Path
+    fd: int
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            try:
+                os.ftruncate(self.fd, 0)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self.fd)
+                self.fd = -1
+
+
+@dataclass
+class AggregatorLocks:
+    held: list[HeldLock] = field(default_factory=list)
+
+    def release(self) -> None:
+        for lock in reversed(self.held):
+            lock.release()
+        self.held.clear()
+
+    def __enter__(self) -> "AggregatorLocks":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def _describe(note: dict[str, Any]) -> str:
+    parts = [f"pid {note.get('pid', '?')}"]
+    if note.get("api_url"):
+        parts.append(f"API {note['api_url']}")
+    if note.get("data_dir"):
+        parts.append(f"data folder {note['data_dir']}")
+    if note.get("started"):
+        parts.append("since " + time.strftime("%H:%M:%S", time.localtime(float(note["started"]))))
+    return ", ".join(parts)
+
+
+def take(path: Path, note: dict[str, Any], *, what: str, hint: str) -> HeldLock:
+    """Lock ``path`` (created if needed) and write ``note`` into it; ConfigError naming the holder
+    when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 65536, 0).decode() or "{}")
+        except (OSError, ValueError):
+            holder = {}
+        os.close(fd)
+        raise ConfigError(f"{what} is in use by another aggregator ({_describe(holder)})", hint=hint) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (json.dumps(note) + "\n").encode(), 0)
+    return HeldLock(path, fd)
+
+
+def runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and Path(base).is_dir():
+        return Path(base) / "fedchain"
+    return Path(tempfile.gettempdir()) / f"fedchain-{os.getuid()}"
+
+
+def contract_key(chain_id: int, contract: str, deploy_block_hash: str | None) -> str:
+    text = f"{int(chain_id)}:{contract.lower()}:{(deploy_block_hash or '').lower()}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def acquire(data_dir: Path, *, chain_id: int, contract: str, deploy_block_hash: str | None,
+            api_url: str) -> AggregatorLocks:
+    """Both locks (see the module docstring), or ConfigError naming the process that holds one."""
+    note = {"pid": os.getpid(), "api_url": api_url, "data_dir": str(Path(data_dir).resolve()),
+            "chain_id": int(chain_id), "contract": contract, "started": time.time()}
+    locks = AggregatorLocks()
+    try:
+        locks.held.append(take(Path(data_dir) / "aggregator.lock", note, what=f"the data folder {data_dir}",
+                               hint="stop that aggregator first (Ctrl-C), or give this one its own --data-dir "
+                                    "and its own deployment"))
+        locks.held.append(take(runtime_dir() / f"aggregator-{contract_key(chain_id, contract, deploy_block_hash)}.lock",
+                               note, what=f"the contract {contract} on chain {chain_id}",
+                               hint="one aggregator per deployment: stop the other one first (Ctrl-C), or deploy "
+                                    "your own contracts with `fedchain deploy`"))
+    except BaseException:
+        locks.release()
+        raise
+    return locks

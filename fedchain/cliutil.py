@@ -1,0 +1,136 @@
+"""Small helpers shared by the ``fedchain`` command and ``fedchain node`` (standard library only, so
+``fedchain --help`` stays fast): the help formatter, argument types, and where the RPC and API URLs
+come from when no flag names them.
+
+URL precedence, for every command: the flag (``--rpc-url`` / ``--api-url``), then the environment
+(``FEDCHAIN_RPC_URL`` / ``FEDCHAIN_API_URL``), then what the deployment file records
+(``deployments/<chainId>.json``: ``rpc_url`` is written by ``fedchain deploy``, ``api_url`` by the
+aggregator when it starts; with several files the newest is used), then the built-in defaults
+``http://127.0.0.1:8545`` and ``http://127.0.0.1:8000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RPC_URL = "http://127.0.0.1:8545"
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+URL_SOURCES = "flag, else FEDCHAIN_{var}, else the {key} recorded in deployments/<chainId>.json, else {default}"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after each option's help, except where there is nothing to show
+    (no default, a flag that is off, an empty list) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or default == []
+            or not action.option_strings
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (refused at once, before anything starts)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def deployments_dir_default() -> Path:
+    from fedchain.settings import REPO_ROOT
+
+    env = os.environ.get("FEDCHAIN_DEPLOYMENTS_DIR")
+    return Path(env) if env else REPO_ROOT / "deployments"
+
+
+def recorded_deployment(deployments_dir: Path | str | None = None) -> dict[str, Any]:
+    """The newest ``<chainId>.json`` in the folder as a dict ({} when there is none or it is unreadable)."""
+    folder = Path(deployments_dir) if deployments_dir is not None else deployments_dir_default()
+    try:
+        files = [p for p in folder.glob("*.json") if p.stem.isdigit()]
+    except OSError:
+        return {}
+    for path in sorted(files, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def _resolve(flag: str | None, env: str, key: str, default: str, deployments_dir: Path | str | None) -> str:
+    if flag:
+        return flag
+    if os.environ.get(env):
+        return os.environ[env]
+    value = recorded_deployment(deployments_dir).get(key)
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return value
+    return default
+
+
+def resolve_rpc_url(flag: str | None = None, deployments_dir: Path | str | None = None) -> str:
+    return _resolve(flag, "FEDCHAIN_RPC_URL", "rpc_url", DEFAULT_RPC_URL, deployments_dir)
+
+
+def resolve_api_url(flag: str | None = None, deployments_dir: Path | str | None = None) -> str:
+    return _resolve(flag, "FEDCHAIN_API_URL", "api_url", DEFAULT_API_URL, deployments_dir)
+
+
+def rpc_help(what: str = "chain JSON-RPC URL") -> str:
+    return f"{what}: " + URL_SOURCES.format(var="RPC_URL", key="rpc_url", default=DEFAULT_RPC_URL)
+
+
+def api_help(what: str = "aggregator API URL") -> str:
+    return f"{what}: " + URL_SOURCES.format(var="API_URL", key="api_url", default=DEFAULT_API_URL)
+
+
+def record_api_url(deployments_dir: Path | str, chain_id: int, contract: str, api_url: str) -> bool:
+    """Write ``api_url`` into ``<deployments_dir>/<chainId>.json`` when that file is for ``contract``,
+    so nodes, ``fedchain rounds`` and ``fedchain verify`` on this machine find the API without a flag.
+    Returns whether it wrote (never raises: the file is a convenience here)."""
+    path = Path(deployments_dir) / f"{int(chain_id)}.json"
+    try:
+        data = json.loads(path.read_text())
+        address = ((data.get("contracts") or {}).get("TrainingRounds") or {}).get("address", "")
+        if str(address).lower() != str(contract).lower():
+            return False
+        if data.get("api_url") == api_url:
+            return True
+        data["api_url"] = api_url
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{chain_id}.", suffix=".json.tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2) + "\n")
+        os.replace(tmp, path)
+        return True
+    except (OSError, ValueError, AttributeError):
+        return False
