@@ -14,13 +14,14 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test test-contracts test-invariants test-unit test-e2e compile gas lint-contracts bench clean
+.PHONY: help install demo test test-contracts test-invariants test-unit test-e2e compile dist gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
 	@echo "make test            install everything, then run every test (contracts, unit, end-to-end)"
 	@echo "make install         .venv (pip), node_modules (npm), solc wrapper, anvil link; idempotent"
-	@echo "make compile | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-e2e"
+	@echo "make compile | dist | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-e2e"
+	@echo "make dist            the wheel a node host installs (dist/fedchain-*.whl, ABI included; README)"
 
 # ---------------------------------------------------------------------------------------------
 # Installation (idempotent; stamps make a second run take seconds)
@@ -52,6 +53,19 @@ install: node_modules/.stamp $(VENV)/.stamp
 
 compile: install
 	brownie compile
+	@# the packaged ABI (fedchain/chain/abi/, committed) follows the artifact
+	$(BIN)/python scripts/export_abi.py
+
+# The wheel a node host installs: `pip install torch==2.13.0` first, then
+# `pip install 'dist/fedchain-0.1.0-py3-none-any.whl[node]'` (README, "Run a node from the wheel").
+# Built from a copy of the package sources (setuptools would otherwise write build/lib into
+# brownie's build/ folder), without build isolation: the venv's setuptools, nothing downloaded.
+dist: compile
+	$(BIN)/python scripts/export_abi.py --check
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r pyproject.toml README.md fedchain node "$$tmp/" && \
+	  find "$$tmp" -name __pycache__ -prune -exec rm -rf {} + && mkdir -p dist && rm -f dist/fedchain-*.whl && \
+	  $(BIN)/pip wheel -q --no-deps --no-build-isolation --wheel-dir dist "$$tmp"
+	@ls -l dist/fedchain-*.whl
 
 # ---------------------------------------------------------------------------------------------
 # The two user commands

@@ -52,6 +52,32 @@ def load_abi(path: Path) -> list[dict[str, Any]]:
         raise ConfigError(f"contract artifact {path} not found", hint="run `brownie compile` (make compile)") from exc
 
 
+def packaged_abi(name: str) -> list[dict[str, Any]] | None:
+    """The ABI shipped in the package (``fedchain/chain/abi/<name>.json``, generated from the
+    compiled artifact by scripts/export_abi.py), or None if the package has none by that name."""
+    from importlib import resources
+
+    try:
+        text = resources.files("fedchain.chain").joinpath("abi").joinpath(f"{name}.json").read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return json.loads(text)["abi"]
+
+
+def resolve_abi(repo_root: Path, rel: str) -> list[dict[str, Any]]:
+    """The ABI a deployment's ``abi`` path names: the compiled artifact ``repo_root / rel`` when it
+    exists (a development checkout after ``brownie compile``), else the packaged copy of the same
+    artifact name (an installed wheel, which has no ``build/``). tests/unit/test_packaged_abi.py
+    keeps the two equal."""
+    path = Path(repo_root) / rel
+    if path.is_file():
+        return load_abi(path)
+    abi = packaged_abi(Path(rel).stem)
+    if abi is None:
+        return load_abi(path)  # neither: the ConfigError naming the artifact and `make compile`
+    return abi
+
+
 def _hex(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "0x" + bytes(value).hex()
@@ -81,7 +107,7 @@ class ChainClient:
         self.rounds_address = to_checksum_address(deployment.rounds_address)
         self.deploy_block = deployment.block
         abis = {
-            name: load_abi(repo_root / rel) for name, rel in deployment.abi_paths.items()
+            name: resolve_abi(repo_root, rel) for name, rel in deployment.abi_paths.items()
         }
         self.rounds = w3.eth.contract(address=self.rounds_address, abi=abis["TrainingRounds"])
         # Protocol v2: the registry is part of TrainingRounds (one address, one ABI).
