@@ -14,7 +14,7 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test test-contracts test-invariants test-unit test-e2e compile dist gas lint-contracts bench clean
+.PHONY: help install demo test browser screenshots test-contracts test-invariants test-unit test-e2e compile dist gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
@@ -22,6 +22,8 @@ help:
 	@echo "make install         .venv (pip), node_modules (npm), solc wrapper, anvil link; idempotent"
 	@echo "make compile | dist | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-e2e"
 	@echo "make dist            the wheel a node host installs (dist/fedchain-*.whl, ABI included; README)"
+	@echo "make browser         Debian's chromium for the dashboard test (root: apt-get); make screenshots: docs/img/dashboard.png"
+	@echo "BROWNIE_PORT=N       port of the contract tests' own anvil (default: a free one; never a chain on 8545)"
 
 # ---------------------------------------------------------------------------------------------
 # Installation (idempotent; stamps make a second run take seconds)
@@ -33,7 +35,7 @@ node_modules/.stamp: package.json package-lock.json
 	@test -d node_modules/solc -a -d node_modules/@openzeppelin/contracts || (echo "error: npm install failed; check access to the npm registry" >&2; exit 1)
 	touch $@
 
-$(VENV)/.stamp: requirements.txt requirements-nodeps.txt requirements-schemathesis.txt pyproject.toml
+$(VENV)/.stamp: requirements.txt requirements-nodeps.txt requirements-schemathesis.txt requirements-browser.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned exactly: the local CPU build. Any looser spec pulls CUDA wheels.
@@ -43,6 +45,8 @@ $(VENV)/.stamp: requirements.txt requirements-nodeps.txt requirements-schemathes
 	$(BIN)/pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | $(PIP_QUIET)
 	# schemathesis (API schema test only) needs a newer hypothesis than brownie's pin: its own folder.
 	$(BIN)/pip install -q --upgrade --target $(VENV)/schemathesis -r requirements-schemathesis.txt 2>&1 | $(PIP_QUIET)
+	# playwright (the dashboard's browser test) drives Debian's chromium (`make browser`); it needs only greenlet.
+	$(BIN)/pip install -q --no-deps -r requirements-browser.txt 2>&1 | $(PIP_QUIET)
 	$(BIN)/python -c "import torch, brownie, fastapi, safetensors; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
@@ -75,8 +79,27 @@ demo: install compile
 test: install compile
 	$(MAKE) --no-print-directory test-contracts test-invariants test-unit test-e2e
 
+# brownie's development network is port 8545, and brownie attaches to whatever listens there (a
+# user's own chain). The contract tests get their own anvil on BROWNIE_PORT (default: a free port)
+# through a temporary brownie network (tools/brownie_test_network.py adds it, removes it after).
+BROWNIE_PORT ?=
 test-contracts:
-	brownie test tests/contracts
+	$(BIN)/python tools/brownie_test_network.py --port "$(BROWNIE_PORT)" -- brownie test tests/contracts
+
+# Headless Chromium for the dashboard test: Debian's package (installed when running as root,
+# as CI does; otherwise the test is skipped with this hint). Playwright's own browser download
+# is never used: the test launches /usr/bin/chromium.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's chromium for the dashboard test (about a minute)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null \
+	    || { echo "error: apt-get install chromium failed" >&2; exit 1; }; \
+	else echo "warning: no chromium; the dashboard test will be skipped (sudo apt-get install chromium)" >&2; fi
+
+# The README's dashboard picture: the browser test, saving docs/img/dashboard.png.
+screenshots: install compile browser
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -p no:pytest-brownie -q tests/e2e/test_dashboard.py
 
 # Foundry invariant + fuzz tests (test/forge, foundry.toml): forge is the pinned npm devDependency
 # and compiles with the solc-js launcher `make install` links as .venv/bin/solc. Nothing is downloaded.
@@ -86,7 +109,7 @@ test-invariants: install
 test-unit:
 	@if [ -d tests/unit ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/unit; fi
 
-test-e2e:
+test-e2e: browser
 	@if [ -d tests/e2e ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/e2e; fi
 
 # ---------------------------------------------------------------------------------------------
