@@ -18,6 +18,8 @@ never on what a store happens to hold later.
 
 from __future__ import annotations
 
+import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -25,10 +27,16 @@ import numpy as np
 
 from fedchain.aggregator.config import RoundRules
 from fedchain.chain.types import Commitment
-from fedchain.codec import UpdateIdentity, decode_update, encode_tensors, tensor_spec
+# _header and _check_name: the codec's own canonical layout, so the no-copy check cannot drift from it
+from fedchain.codec import MAX_HEADER_BYTES, UpdateIdentity, _check_name, _header, decode_update, encode_tensors, tensor_spec
 from fedchain.errors import InvalidBlob
 from fedchain.hashing import commitment
-from fedchain.strategy import AggregationError, ClientUpdate, get_strategy
+from fedchain.strategy import (
+    AggregationError, ClientUpdate, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, StepResult, get_strategy,
+)
+from fedchain.strategy.aggregate import STREAM_CHUNK, RunningWeightedMean, as_f64, fixed_sum
+from fedchain.strategy.base import ordered_updates
+from fedchain.strategy.serveropt import SERVER_LR
 
 #: Reason codes in round reports (the text after the colon explains).
 MISSING_UPLOAD = "missing_upload"
@@ -206,6 +214,214 @@ def compute_round(
     uploads: Callable[[str], Sequence[str]] | None = None,
     state: Mapping[str, np.ndarray] | None = None,
 ) -> RoundComputation:
-    """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent."""
+    """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent.
+
+    Mean-type rules (fedavg, fedprox, and the server optimisers' pseudo-gradient) run streaming
+    (:func:`stream_round`: O(model) memory, the same result to the bit); the others run
+    :func:`decide` then :func:`merge`, which hold every accepted update (see docs/strategies.md,
+    "Memory")."""
+    rules = RoundRules.of(config)
+    strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
+    if streaming_kind(strategy) is not None:
+        return stream_round(config, base, commitments, fetch, ctx, min_updates=min_updates, uploads=uploads,
+                            state=state)
     return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads),
                  min_updates=min_updates, state=state)
+
+
+# --- streaming (O(model) memory) -------------------------------------------------------------------
+def streaming_kind(strategy: Any) -> str | None:
+    """``"models"`` for rules whose model is the sample-weighted mean of the updates (fedavg,
+    fedprox), ``"deltas"`` for the server optimisers (the weighted mean of ``update - base`` feeds
+    the optimiser), None for the rules that need every update at once (order statistics,
+    distances). Exact classes only: a subclass may change the rule."""
+    if type(strategy) in (FedAvg, FedProx):
+        return "models"
+    if type(strategy) in (FedAvgM, FedAdam, FedYogi):
+        return "deltas"
+    return None
+
+
+def _expected_header(spec: Mapping[str, tuple[int, ...]], ctx: RoundContext, node: str) -> bytes:
+    """The 8-byte length field and header of the one canonical update blob that node ``node`` can
+    send for this round and model (codec: canonical header, tensors in name order, its identity)."""
+    header, _ = _header([(name, tuple(spec[name])) for name in sorted(spec)], ctx.identity(node).metadata())
+    return len(header).to_bytes(8, "little") + header
+
+
+def check_update_views(
+    data: bytes | None,
+    c: Commitment,
+    spec: Mapping[str, tuple[int, ...]],
+    ctx: RoundContext,
+    max_bytes: int,
+    uploaded_hashes: Sequence[str] = (),
+) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """:func:`check_update` without copying: on acceptance the arrays are read-only float32 views
+    into ``data`` (keep ``data`` alive while using them). Accepts and rejects exactly what
+    :func:`check_update` does, with the same reasons.
+
+    The canonical form leaves one valid byte layout for a given model spec and sender identity, so
+    a blob whose length field and header equal that layout's, whose length is the header plus the
+    tensor bytes and whose values are all finite is exactly a blob :func:`decode_update` accepts
+    (same arrays). Anything else goes through :func:`check_update` itself, for its reason."""
+    if data is None or len(data) > max_bytes or sys.byteorder != "little":
+        return check_update(data, c, spec, ctx, max_bytes, uploaded_hashes)
+    actual = commitment(data)
+    if actual != c.update_hash:
+        return None, f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
+    prefix = _expected_header(spec, ctx, c.node)
+    sizes = {name: math.prod(spec[name]) for name in spec}
+    view = memoryview(data).cast("B")
+    if (view.nbytes != len(prefix) + 4 * sum(sizes.values()) or view[: len(prefix)] != prefix
+            or len(prefix) - 8 > MAX_HEADER_BYTES or not _valid_names(spec)):
+        return _checked_copy(data, c, spec, ctx, max_bytes)
+    out: dict[str, np.ndarray] = {}
+    offset = len(prefix)
+    flag = np.empty(min(STREAM_CHUNK, max(1, max(sizes.values(), default=1))), dtype=bool)
+    for name in sorted(spec):
+        arr = np.frombuffer(view, dtype=np.float32, count=sizes[name], offset=offset)
+        for start in range(0, arr.size, STREAM_CHUNK):
+            part = arr[start : start + STREAM_CHUNK]
+            f = flag[: part.size]
+            np.isfinite(part, out=f)
+            if not f.all():
+                return _checked_copy(data, c, spec, ctx, max_bytes)  # non_finite, with the count
+        out[name] = arr.reshape(spec[name])
+        offset += 4 * sizes[name]
+    return out, None
+
+
+def _valid_names(spec: Mapping[str, tuple[int, ...]]) -> bool:
+    try:
+        for name in spec:
+            _check_name(name)
+    except InvalidBlob:
+        return False
+    return True
+
+
+def _checked_copy(data: bytes, c: Commitment, spec: Mapping[str, tuple[int, ...]], ctx: RoundContext,
+                  max_bytes: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """The decode step of :func:`check_update` (the size and the hash were checked already)."""
+    try:
+        return decode_update(data, identity=ctx.identity(c.node), max_bytes=max_bytes, expected=spec), None
+    except InvalidBlob as exc:
+        return None, f"{exc.reason}: {exc.message}"
+
+
+def stream_round(
+    config: Mapping[str, Any],
+    base: Mapping[str, np.ndarray],
+    commitments: Sequence[Commitment],
+    fetch: Callable[[str], bytes | None],
+    ctx: RoundContext,
+    *,
+    min_updates: int,
+    uploads: Callable[[str], Sequence[str]] | None = None,
+    state: Mapping[str, np.ndarray] | None = None,
+) -> RoundComputation:
+    """:func:`compute_round` for a mean-type rule, holding one update at a time.
+
+    In node order, each committed blob is fetched, checked (:func:`check_update_views`: hash,
+    canonical header and identity, finiteness, no copy), added into float64 accumulators
+    (:class:`~fedchain.strategy.aggregate.RunningWeightedMean`, the running form of the rule's
+    ``weighted_mean``), and dropped. Decisions, weights, model, state, details and errors are those
+    of ``merge(decide(...))`` to the bit (tests/unit/test_streaming_merge.py). Peak memory: the
+    accumulators (8 bytes per parameter), one blob (4 per parameter), the base the caller holds,
+    and slices of :data:`~fedchain.strategy.aggregate.STREAM_CHUNK` elements; plus, at the end,
+    the new model (4 per parameter) and, for a server optimiser, its moments."""
+    rules = RoundRules.of(config)
+    strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
+    kind = streaming_kind(strategy)
+    if kind is None:
+        raise ValueError(f"strategy {rules.strategy['name']} does not stream; use decide() and merge()")
+    spec = tensor_spec(base)
+    names = sorted(base)
+    first_by_hash: dict[str, str] = {}
+    for c in commitments:
+        first_by_hash.setdefault(c.update_hash, c.node)
+    absent: set[str] = set()
+    sums = {name: RunningWeightedMean(spec[name]) for name in names}
+    checked: list[UpdateDecision] = []
+    for c in sorted(commitments, key=lambda c: c.node.lower()):
+        data = None if c.update_hash in absent else fetch(c.update_hash)
+        if data is None:
+            absent.add(c.update_hash)
+        views, reason = check_update_views(data, c, spec, ctx, rules.max_update_bytes,
+                                           uploads(c.node) if uploads else ())
+        first = first_by_hash[c.update_hash]
+        if views is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
+            reason = f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by {first}"
+        checked.append(UpdateDecision(c.node, c.update_hash, c.num_samples, views is not None, reason))
+        n = min(c.num_samples, rules.max_samples)
+        if views is not None and not isinstance(n, bool) and isinstance(n, (int, np.integer)) and n > 0:
+            for name in names:  # (a bad count fails the merge below, as weighted_mean's input check would)
+                sums[name].add(views[name], n, minus=base[name] if kind == "deltas" else None)
+        del views, data
+    accepted = [ClientUpdate(node=d.node, weights={}, num_samples=min(d.num_samples, rules.max_samples))
+                for d in checked if d.accepted]
+    step = None
+    failure: str | None = None
+    if len(accepted) >= max(1, min_updates):
+        try:
+            step = _finish_models(strategy, accepted, sums, names) if kind == "models" else \
+                _finish_deltas(strategy, base, accepted, sums, names, state)
+        except AggregationError as exc:
+            failure = f"{rules.strategy['name']}: {exc.message}"
+    weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
+    decisions = [
+        UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
+                       float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
+        for d in checked
+    ]
+    result = RoundComputation(decisions=decisions)
+    if failure is not None:
+        result.details = {"error": failure}
+    if step is not None:
+        result.model = step.model
+        result.model_bytes = encode_tensors(step.model)
+        result.model_hash = commitment(result.model_bytes)
+        result.details = dict(step.details)
+        if step.state is not None:
+            result.state_bytes = encode_tensors(step.state)
+            result.state_hash = commitment(result.state_bytes)
+    return result
+
+
+def _finish_models(strategy: Any, accepted: list[ClientUpdate], sums: dict[str, RunningWeightedMean],
+                   names: list[str]) -> StepResult:
+    """FedAvg.aggregate / FedProx.aggregate from the running sums (same checks, same order)."""
+    ordered = ordered_updates(accepted)  # the errors FedAvg.aggregate raises (none, duplicates, counts)
+    model = {}
+    for name in names:
+        model[name] = sums[name].result()
+        sums[name] = None  # type: ignore[assignment]  # free each accumulator once it is cast
+    return StepResult(model=model, weights=strategy.weights(ordered))
+
+
+def _finish_deltas(strategy: Any, base: Mapping[str, np.ndarray], accepted: list[ClientUpdate],
+                   sums: dict[str, RunningWeightedMean], names: list[str],
+                   state: Mapping[str, np.ndarray] | None) -> StepResult:
+    """ServerOptimizer.step from the running pseudo-gradient sums: its code after
+    ``weighted_mean_f64`` (fedchain/strategy/serveropt.py), line for line."""
+    ordered = ordered_updates(accepted)
+    prev = strategy.read_state(base, state)
+    eta = np.float64(strategy.params[SERVER_LR])
+    model: dict[str, np.ndarray] = {}
+    new_state: dict[str, np.ndarray] = {}
+    sq_norm = np.float64(0.0)
+    for k in names:
+        pseudo = sums[k].result_f64()
+        sums[k] = None  # type: ignore[assignment]
+        sq_norm = sq_norm + fixed_sum(np.multiply(pseudo, pseudo))
+        moments = strategy.update(pseudo, prev[k])
+        rounded = {}
+        for m in strategy.MOMENTS:
+            r32 = moments[m].astype(np.float32)
+            new_state[f"{m}.{k}"] = r32
+            rounded[m] = as_f64(r32)
+        stepv = np.multiply(strategy.direction(rounded), eta)
+        model[k] = np.add(as_f64(base[k]), stepv).astype(np.float32)
+    return StepResult(model=model, weights=strategy.weights(ordered), state=new_state,
+                      details={"pseudo_gradient_norm": float(np.sqrt(sq_norm)), "first_round": state is None})

@@ -110,3 +110,76 @@ def sorted_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
     stacked = np.stack([as_f64(x) for x in arrays])
     np.add(stacked, 0.0, out=stacked)
     return np.sort(stacked, axis=0)
+
+
+#: Elements per slice of the streaming helpers below (512 KiB of float64: stays in cache).
+STREAM_CHUNK = 1 << 16
+
+
+class RunningWeightedMean:
+    """:func:`weighted_mean_f64` one array at a time, in O(array) memory: ``add(x_0, w_0)``,
+    ``add(x_1, w_1)``, ... then :meth:`result_f64` (or :meth:`result`) equals
+    ``weighted_mean_f64([x_0, x_1, ...], [w_0, w_1, ...])`` to the bit.
+
+    It runs the same IEEE 754 operations in the same order: per element, ``acc = 0.0``, then
+    ``term = float64(x_k) * float64(w_k)`` and ``acc = acc + term`` for k = 0, 1, ..., then one
+    float64 division by ``((0.0 + w_0) + w_1) + ...``. Only the traversal differs: each ``add``
+    walks its array in slices of :data:`STREAM_CHUNK` elements (every operation is elementwise, so
+    slicing changes no result), which keeps the temporaries small.
+
+    ``add(x, w, minus=b)`` adds the delta ``x - b`` instead, computed as :func:`fedchain.strategy.
+    points.delta_of` does (``float64(x) - float64(b)``, then ``+ 0.0`` turning -0.0 into +0.0): the
+    running form of the server optimisers' pseudo-gradient.
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(shape)
+        self._acc = np.zeros(self.shape, dtype=np.float64)
+        self.total = np.float64(0.0)
+        self.count = 0
+        n = min(STREAM_CHUNK, max(1, self._acc.size))
+        self._term = np.empty(n, dtype=np.float64)
+        self._x = np.empty(n, dtype=np.float64)
+        self._b = np.empty(n, dtype=np.float64)
+
+    def add(self, x: np.ndarray, w: int, *, minus: np.ndarray | None = None) -> None:
+        k = self.count
+        x = np.asarray(x)
+        if x.shape != self.shape:
+            raise AggregationError(f"weighted_mean: array {k} has shape {x.shape}, expected {self.shape}")
+        if x.dtype.kind != "f":
+            raise AggregationError(f"weighted_mean: array {k} has dtype {x.dtype}, not floating point")
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w <= 0:
+            raise AggregationError(f"weighted_mean: weight {k} must be a positive integer, got {w!r}")
+        w64 = np.float64(int(w))
+        acc = self._acc.reshape(-1)
+        flat = x.reshape(-1)
+        base = None if minus is None else np.asarray(minus).reshape(-1)
+        for start in range(0, acc.size, STREAM_CHUNK):
+            end = min(start + STREAM_CHUNK, acc.size)
+            m = end - start
+            term, xs = self._term[:m], self._x[:m]
+            if base is None:
+                np.multiply(flat[start:end], w64, out=term, dtype=np.float64)
+            else:
+                bs = self._b[:m]
+                xs[...] = flat[start:end]  # exact: float32 -> float64
+                bs[...] = base[start:end]
+                np.subtract(xs, bs, out=xs)
+                np.add(xs, 0.0, out=xs)
+                np.multiply(xs, w64, out=term)
+            np.add(acc[start:end], term, out=acc[start:end])
+        self.total = self.total + w64
+        self.count += 1
+
+    def result_f64(self) -> np.ndarray:
+        """The float64 quotient (computed in place: call once; the accumulator is spent)."""
+        if self.count == 0:
+            raise AggregationError("weighted_mean of no arrays")
+        acc, self._acc = self._acc, None
+        np.divide(acc, self.total, out=acc)
+        return acc
+
+    def result(self) -> np.ndarray:
+        """:func:`weighted_mean`'s float32 result."""
+        return self.result_f64().astype(np.float32)
