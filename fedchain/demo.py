@@ -196,9 +196,11 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         rounds_cmd = f"fedchain rounds --api-url {api_url}"
         if not args.serve:
             console.print(f"next: `fedchain demo --serve` keeps the chain, the API and the dashboard up; then "
-                          f"`{verify}`, `{rounds_cmd}`, and open the dashboard at {api_url}/ui", highlight=False)
+                          f"`{verify}`, `{rounds_cmd}`, and open the dashboard at {api_url}/ui", highlight=False,
+                          soft_wrap=True)
         else:
-            console.print(f"next: `{verify}` | `{rounds_cmd}` | dashboard: {api_url}/ui", highlight=False)
+            console.print(f"next: `{verify}` | `{rounds_cmd}` | dashboard: {api_url}/ui", highlight=False,
+                          soft_wrap=True)
             console.print(f"API: {api_url} (OpenAPI docs at {api_url}/docs); Ctrl-C to stop", highlight=False)
             try:
                 while True:

@@ -35,6 +35,20 @@ def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
             assert r["global_model_hash"][:10] in out  # the per-round table
         assert rounds[1]["metrics"]["rmse"] < rounds[0]["metrics"]["rmse"]
         assert summary["api_url"] in out
+        # The story: federated vs each node's local-only model vs centralised, on the same held-out set.
+        comparison = summary["comparison"]
+        assert comparison["federated"] == rounds[-1]["metrics"][comparison["metric"]]
+        assert [item["node"] for item in comparison["local_only"]] == [1, 2]
+        assert comparison["centralised"] > 0 and "training the references" not in out.splitlines()[-1]
+        assert "local-only, node 1" in out and "centralised (all data pooled)" in out
+        assert "beats" in out and "local-only models" in out
+        # ... then one line with the next commands: verify, rounds and the dashboard.
+        nxt = " ".join(line for line in out.splitlines() if line.startswith("next:") or "dashboard:" in line)
+        assert "fedchain verify --round 2" in nxt and "fedchain rounds --api-url" in nxt, out[-3000:]
+        assert f"{summary['api_url']}/ui" in out
+        import httpx
+
+        assert "<script" in httpx.get(f"{summary['api_url']}/ui/", timeout=5).text
         # An auditor with no deployment file: verify refuses to take the contracts from the API it
         # audits and says how to give them; with the published address (--contract) it verifies.
         env = env_with_repo()
