@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -61,3 +62,18 @@ def test_new_key_writes_an_encrypted_keystore_a_node_can_load(tmp_path):
                            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60)
     assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
     assert from_keystore(path, "correct horse").address == account.address  # never overwritten
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--nodes", "0"], "argument --nodes: must be at least 1, got 0"),
+    (["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),
+    (["--nodes", "2", "--min-updates", "3"], "--min-updates must be in 1..2"),
+], ids=["nodes-0", "rounds-0", "quorum-above-nodes"])
+def test_demo_refuses_bad_counts_before_starting_anything(argv, message, tmp_path):
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "fedchain.cli", "demo", *argv, "--workdir", str(tmp_path / "demo")],
+                         capture_output=True, text=True, env=env_with_repo(), cwd=REPO_ROOT, timeout=60)
+    text = " ".join((out.stdout + out.stderr).split())
+    assert out.returncode != 0 and message in text, text
+    assert time.monotonic() - started < 10 and "Traceback" not in text
+    assert not (tmp_path / "demo").exists()  # no anvil, no workdir: refused first
