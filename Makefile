@@ -122,8 +122,13 @@ lint-contracts: install compile
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && cp -r contracts "$$tmp/" && ln -s $(CURDIR)/node_modules "$$tmp/node_modules" && \
 	  cd "$$tmp" && $(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules --fail-medium
 
+# docs/benchmarks.md: hashing, codec, aggregation, and the round benchmark (N updates x P params
+# through the streaming merge, peak RSS per case); about a minute. bench-round: only the round cases.
 bench: install compile
 	@if [ -f scripts/bench.py ]; then $(BIN)/python scripts/bench.py; fi
+
+bench-round:
+	$(BIN)/python scripts/bench.py --round-only
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis deployments/*.json

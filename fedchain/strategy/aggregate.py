@@ -137,10 +137,6 @@ class RunningWeightedMean:
         self._acc = np.zeros(self.shape, dtype=np.float64)
         self.total = np.float64(0.0)
         self.count = 0
-        n = min(STREAM_CHUNK, max(1, self._acc.size))
-        self._term = np.empty(n, dtype=np.float64)
-        self._x = np.empty(n, dtype=np.float64)
-        self._b = np.empty(n, dtype=np.float64)
 
     def add(self, x: np.ndarray, w: int, *, minus: np.ndarray | None = None) -> None:
         k = self.count
@@ -155,14 +151,20 @@ class RunningWeightedMean:
         acc = self._acc.reshape(-1)
         flat = x.reshape(-1)
         base = None if minus is None else np.asarray(minus).reshape(-1)
+        # slice buffers live only during the call (one accumulator per tensor would otherwise keep its own)
+        n = min(STREAM_CHUNK, max(1, acc.size))
+        term_buf = np.empty(n, dtype=np.float64)
+        x_buf = b_buf = term_buf
+        if base is not None:
+            x_buf, b_buf = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
         for start in range(0, acc.size, STREAM_CHUNK):
             end = min(start + STREAM_CHUNK, acc.size)
             m = end - start
-            term, xs = self._term[:m], self._x[:m]
+            term = term_buf[:m]
             if base is None:
                 np.multiply(flat[start:end], w64, out=term, dtype=np.float64)
             else:
-                bs = self._b[:m]
+                xs, bs = x_buf[:m], b_buf[:m]
                 xs[...] = flat[start:end]  # exact: float32 -> float64
                 bs[...] = base[start:end]
                 np.subtract(xs, bs, out=xs)
