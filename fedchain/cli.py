@@ -19,7 +19,7 @@ from typing import Any, Callable
 from rich.table import Table
 
 from fedchain.cliutil import (
-    HelpFormatter, api_help, non_negative_float, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
+    HelpFormatter, api_help, non_negative_float, non_negative_int, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
 )
 from fedchain.errors import FedchainError
 from fedchain.settings import REPO_ROOT, Settings
@@ -197,11 +197,17 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
     s = _settings(args)
     chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
                                 account=_account(args, default_dev=_dev_default(s.rpc_url)))
-    # One aggregator per data folder and per deployment: refused here, naming the holder.
-    held = lock.acquire(s.data_dir, chain_id=chain.chain_id, contract=chain.rounds_address,
-                        deploy_block_hash=chain.block_hash(chain.deploy_block), api_url=s.api_url)
+    # One aggregator per data folder (its blob store and index), for the process's whole life.
+    held = lock.data_dir_lock(s.data_dir, api_url=s.api_url)
     api = None
+    loop_lock = None
     try:
+        if args.rounds:
+            # One round loop per deployment while it runs (a second would open rounds under it);
+            # taken before this one serves or records anything.
+            loop_lock = lock.contract_lock(chain_id=chain.chain_id, contract=chain.rounds_address,
+                                           deploy_block_hash=chain.block_hash(chain.deploy_block), api_url=s.api_url,
+                                           data_dir=s.data_dir)
         store = FilesystemStore(s.data_dir / "blobs", max_bytes=s.max_blob_bytes)
         api = start_api(s, chain, store, signer=chain.account)
         if record_api_url(s.deployments_dir, chain.chain_id, chain.rounds_address, s.api_url):
@@ -226,6 +232,9 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
                 f"round {rid}: {got}/{want} nodes committed, deadline in {left:.0f} s")
             agg.run(rounds=args.rounds, min_updates=args.min_updates, round_seconds=args.round_seconds,
                     on_round=on_round)
+        if loop_lock is not None:
+            loop_lock.release()  # rounds done: another aggregator may take over the deployment
+            loop_lock = None
         console.print(_history_table(api, summaries, task.primary_metric))
         if args.exit_when_done:
             return 0
@@ -235,6 +244,8 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if loop_lock is not None:
+            loop_lock.release()
         if api is not None:
             api.stop()
         held.release()
@@ -440,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("path", type=Path, help="keystore file to create (never overwritten)")
 
     g = add("aggregator", cmd_aggregator, "run the aggregator: REST API, dashboard and round loop")
-    g.add_argument("--rounds", type=positive_int, default=5, help="rounds to run; then the API keeps serving")
+    g.add_argument("--rounds", type=non_negative_int, default=5,
+                   help="rounds to run; then the API keeps serving (0: serve the API and the dashboard only)")
     g.add_argument("--min-updates", type=positive_int, default=2, help="quorum: accepted updates a round needs")
     g.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round, from its opening (chain time)")
     g.add_argument("--task", default="options-iv", help="built-in task name or module:attribute")

@@ -1,13 +1,16 @@
 """One aggregator per data folder and per contract: an advisory ``fcntl`` lock plus a note of the holder.
 
-``fedchain aggregator`` takes two locks before it serves or opens anything:
+``fedchain aggregator`` takes two locks:
 
-- ``<data_dir>/aggregator.lock``: two aggregators writing one blob store and one index would
-  open rounds under each other (the first then dies on ``RoundNotOpen``);
-- a per-user lock for the contract (chain id, TrainingRounds address and the hash of the block it
-  was deployed in, so a restarted dev chain with the same addresses is another chain), in
-  ``$XDG_RUNTIME_DIR/fedchain`` or the temp folder: two aggregators with different data folders
-  on one deployment would race for the same rounds.
+- ``<data_dir>/aggregator.lock``, before it serves anything and for as long as it runs: two
+  aggregators writing one blob store and one index would open rounds under each other (the first
+  then dies on ``RoundNotOpen``);
+- while its round loop runs, a per-user lock for the deployment (chain id, TrainingRounds address
+  and the hash of the block it was deployed in, so a restarted dev chain with the same addresses
+  is another chain), in ``$XDG_RUNTIME_DIR/fedchain`` or the temp folder: two round loops with
+  different data folders on one deployment would race for the same rounds. An aggregator that
+  only serves (``--rounds 0``, or after its last round) does not hold it, so another may take
+  over the rounds.
 
 Each lock file holds JSON naming the holder (pid, API URL, data folder, start time), which the
 refusal prints. The kernel drops an ``flock`` when its process dies, so a crashed aggregator never
@@ -104,20 +107,36 @@ def contract_key(chain_id: int, contract: str, deploy_block_hash: str | None) ->
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _note(api_url: str, data_dir: Path | None, **extra: Any) -> dict[str, Any]:
+    return {"pid": os.getpid(), "api_url": api_url, "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+            "started": time.time(), **extra}
+
+
+def data_dir_lock(data_dir: Path, *, api_url: str) -> HeldLock:
+    """The data folder's lock, held while the aggregator process runs (its blob store and index)."""
+    return take(Path(data_dir) / "aggregator.lock", _note(api_url, data_dir), what=f"the data folder {data_dir}",
+                hint="stop that aggregator first (Ctrl-C), or give this one its own --data-dir and its own deployment")
+
+
+def contract_lock(*, chain_id: int, contract: str, deploy_block_hash: str | None, api_url: str,
+                  data_dir: Path | None = None) -> HeldLock:
+    """The deployment's lock, held while a round loop runs (an aggregator that only serves the API,
+    or whose rounds are done, does not hold it)."""
+    path = runtime_dir() / f"aggregator-{contract_key(chain_id, contract, deploy_block_hash)}.lock"
+    return take(path, _note(api_url, data_dir, chain_id=int(chain_id), contract=contract),
+                what=f"the contract {contract} on chain {chain_id}",
+                hint="one round loop per deployment: stop the other aggregator first (Ctrl-C), or deploy your own "
+                     "contracts with `fedchain deploy`")
+
+
 def acquire(data_dir: Path, *, chain_id: int, contract: str, deploy_block_hash: str | None,
             api_url: str) -> AggregatorLocks:
-    """Both locks (see the module docstring), or ConfigError naming the process that holds one."""
-    note = {"pid": os.getpid(), "api_url": api_url, "data_dir": str(Path(data_dir).resolve()),
-            "chain_id": int(chain_id), "contract": contract, "started": time.time()}
+    """Both locks at once (see the module docstring), or ConfigError naming the process that holds one."""
     locks = AggregatorLocks()
     try:
-        locks.held.append(take(Path(data_dir) / "aggregator.lock", note, what=f"the data folder {data_dir}",
-                               hint="stop that aggregator first (Ctrl-C), or give this one its own --data-dir "
-                                    "and its own deployment"))
-        locks.held.append(take(runtime_dir() / f"aggregator-{contract_key(chain_id, contract, deploy_block_hash)}.lock",
-                               note, what=f"the contract {contract} on chain {chain_id}",
-                               hint="one aggregator per deployment: stop the other one first (Ctrl-C), or deploy "
-                                    "your own contracts with `fedchain deploy`"))
+        locks.held.append(data_dir_lock(data_dir, api_url=api_url))
+        locks.held.append(contract_lock(chain_id=chain_id, contract=contract, deploy_block_hash=deploy_block_hash,
+                                        api_url=api_url, data_dir=data_dir))
     except BaseException:
         locks.release()
         raise
