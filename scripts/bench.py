@@ -88,6 +88,8 @@ MODEL_1M = {
 
 # --- the round benchmark: N updates x P float32 parameters through compute_round -----------------
 ROUND_CASES = [(10, 1_000_000), (50, 1_000_000), (20, 10_000_000), (100, 10_000_000)]
+#: Order statistics, slice by slice (compute.sliced_round): the blobs are held, n x model bytes.
+MEDIAN_CASES = [(20, 1_000_000)]
 
 
 def _status_kib(key: str) -> int:
@@ -162,21 +164,21 @@ def round_case(n: int, p: int, strategy: str = "fedavg") -> dict[str, float]:
     elapsed = time.perf_counter() - t0
     peak_kib = _status_kib("VmHWM")
     assert comp.model_hash is not None and all(d.accepted for d in comp.decisions)
-    return {"n": n, "p": p, "seconds": elapsed, "fetch_seconds": fetch_seconds[0], "update_bytes": update_bytes,
+    return {"n": n, "p": p, "strategy": strategy, "seconds": elapsed, "fetch_seconds": fetch_seconds[0], "update_bytes": update_bytes,
             "interp_kib": interp_kib, "before_kib": before_kib, "peak_kib": peak_kib,
             "harness_bytes": len(template), "model_bytes": 4 * p}
 
 
-def run_round_cases(cases: list[tuple[int, int]], console: Console) -> list[dict[str, float]]:
+def run_round_cases(cases: list[tuple[int, int]], console: Console, strategy: str = "fedavg") -> list[dict[str, float]]:
     """Each case in a fresh interpreter (its own peak RSS)."""
     import json
     import subprocess
 
     out = []
     for n, p in cases:
-        console.print(f"round benchmark: {n} updates x {p:,} params ...", highlight=False)
-        res = subprocess.run([sys.executable, __file__, "--round-case", f"{n},{p}"], capture_output=True, text=True,
-                             check=True, cwd=REPO)
+        console.print(f"round benchmark ({strategy}): {n} updates x {p:,} params ...", highlight=False)
+        res = subprocess.run([sys.executable, __file__, "--round-case", f"{n},{p},{strategy}"], capture_output=True,
+                             text=True, check=True, cwd=REPO)
         out.append(json.loads(res.stdout.strip().splitlines()[-1]))
     return out
 
@@ -193,7 +195,7 @@ def round_rows(results: list[dict[str, float]]) -> list[tuple[str, ...]]:
         model = r["model_bytes"]
         merge_peak = merge_peak_bytes(r)
         rows.append((
-            f"{r['n']} x {r['p'] / 1e6:g}M",
+            f"{r['n']} x {r['p'] / 1e6:g}M" + ("" if r.get("strategy", "fedavg") == "fedavg" else f" ({r['strategy']})"),
             f"{r['update_bytes'] / MB:,.0f} MB",
             f"{r['seconds']:.2f} s",
             f"{r['update_bytes'] / r['seconds'] / 1e9:.2f} GB/s",
@@ -230,8 +232,8 @@ def main() -> int:
     if args.round_case:
         import json
 
-        n, p = (int(x) for x in args.round_case.split(","))
-        print(json.dumps(round_case(n, p)))
+        n, p, strategy = args.round_case.split(",")
+        print(json.dumps(round_case(int(n), int(p), strategy)))
         return 0
     console = Console()
     r = args.repeat
@@ -380,11 +382,12 @@ def main() -> int:
     ]
     round_started = time.perf_counter()
     results = run_round_cases(ROUND_CASES, console)
+    median_results = run_round_cases(MEDIAN_CASES, console, "median")
     round_elapsed = time.perf_counter() - round_started
     rtable = Table(title="round benchmark (FedAvg, compute_round, checks included)")
     for col in ROUND_COLUMNS:
         rtable.add_column(col, justify="right")
-    rrows = round_rows(results)
+    rrows = round_rows(results + median_results)
     for row in rrows:
         rtable.add_row(*row)
     console.print(rtable)
@@ -431,9 +434,27 @@ def main() -> int:
         "  slices (`STREAM_CHUNK`, 64 Ki elements: 0.5 MB) and allocator pages come on top. (Below 4x for 1M:",
         "  glibc serves those smaller arrays from heap pages the untimed pass had already touched.)",
         "  The reference path (`merge(decide(...))`) held every decoded update and every blob: (2 N + 1)x and more.",
+        "- The median row runs `compute.sliced_round` (median and trimmed mean without `pre`): it keeps every",
+        "  accepted blob (n x model float32 bytes, no decoded copy) and sorts slices of about 2^20 / n",
+        "  coordinates across the nodes: its peak is n x model, plus two 8 MiB slice stacks, plus the model (the reference held ~7 n x).",
         "- The hash bounds the throughput: `commitment()` of each blob is most of a round's time (see the",
         "  stage rows above, measured in the same run). Other work on the machine skews every figure: the load",
         "  average is in the header.",
+        "",
+    ]
+    lines += [
+        "## Memory by rule (the aggregator, per round; P parameters, n accepted updates)",
+        "",
+        "| rule | path | holds at once |",
+        "|---|---|---|",
+        "| fedavg, fedprox | `stream_round` | the base, float64 sums (8 P bytes), one blob (4 P): about 4x model |",
+        "| fedavgm, fedadam, fedyogi | `stream_round` | as fedavg while streaming; then per tensor the pseudo-gradient, m (and v) in float64 |",
+        "| median, trimmed_mean (no `pre`) | `sliced_round` | every accepted blob (4 n P bytes), n x slice float64 twice (16 MiB), the model |",
+        "| median / trimmed_mean with `pre`, krum, multi_krum, bulyan, centered_clip | `merge(decide())` | every blob and every decoded update (8 n P), every float64 delta (8 n P), plus the rule's own (distance matrix, sorted copies) |",
+        "",
+        "The last row's rules need whole-model quantities of every update before any coordinate can be",
+        "reduced (clipping norms, bucket means, pairwise distances); going below n x model for them would mean",
+        "re-reading the blobs from the store once per pass.",
         "",
     ]
     args.out.write_text("\n".join(lines))

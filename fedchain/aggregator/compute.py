@@ -34,8 +34,10 @@ from fedchain.hashing import commitment
 from fedchain.strategy import (
     AggregationError, ClientUpdate, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, StepResult, get_strategy,
 )
-from fedchain.strategy.aggregate import STREAM_CHUNK, RunningWeightedMean, as_f64, fixed_sum
+from fedchain.strategy.aggregate import STREAM_CHUNK, RunningWeightedMean, as_f64, fixed_sum, sorted_rows
 from fedchain.strategy.base import ordered_updates
+from fedchain.strategy.median import Median, median_of_sorted
+from fedchain.strategy.trimmed_mean import TrimmedMean, trimmed_count, trimmed_mean_of_sorted
 from fedchain.strategy.serveropt import SERVER_LR
 
 #: Reason codes in round reports (the text after the colon explains).
@@ -217,14 +219,17 @@ def compute_round(
     """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent.
 
     Mean-type rules (fedavg, fedprox, and the server optimisers' pseudo-gradient) run streaming
-    (:func:`stream_round`: O(model) memory, the same result to the bit); the others run
-    :func:`decide` then :func:`merge`, which hold every accepted update (see docs/strategies.md,
-    "Memory")."""
+    (:func:`stream_round`: O(model) memory, the same result to the bit); median and trimmed mean
+    without pre-aggregators run slice by slice (:func:`sliced_round`: the blobs, n x model float32
+    bytes, plus n x slice float64); the others run :func:`decide` then :func:`merge`, which hold
+    every accepted update decoded and its float64 delta (docs/benchmarks.md, "Memory by rule")."""
     rules = RoundRules.of(config)
     strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
     if streaming_kind(strategy) is not None:
         return stream_round(config, base, commitments, fetch, ctx, min_updates=min_updates, uploads=uploads,
                             state=state)
+    if sliced_kind(strategy) is not None:
+        return sliced_round(config, base, commitments, fetch, ctx, min_updates=min_updates, uploads=uploads)
     return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads),
                  min_updates=min_updates, state=state)
 
@@ -425,3 +430,123 @@ def _finish_deltas(strategy: Any, base: Mapping[str, np.ndarray], accepted: list
         model[k] = np.add(as_f64(base[k]), stepv).astype(np.float32)
     return StepResult(model=model, weights=strategy.weights(ordered), state=new_state,
                       details={"pseudo_gradient_norm": float(np.sqrt(sq_norm)), "first_round": state is None})
+
+
+
+# --- order statistics slice by slice --------------------------------------------------------------
+#: Float64 values per slice across all nodes in :func:`sliced_round` (8 MiB per stacked slice).
+SLICE_BUDGET = 1 << 20
+
+
+def sliced_kind(strategy: Any) -> str | None:
+    """``"median"`` / ``"trimmed_mean"`` for those rules without pre-aggregators (a coordinate-wise
+    order statistic of the raw deltas: any slice of the coordinates can be computed alone); None
+    otherwise (clipping needs whole-model norms first, bucketing whole-model means, Krum distances)."""
+    if type(strategy) in (Median, TrimmedMean) and not strategy.params["pre"]:
+        return strategy.name
+    return None
+
+
+def sliced_round(
+    config: Mapping[str, Any],
+    base: Mapping[str, np.ndarray],
+    commitments: Sequence[Commitment],
+    fetch: Callable[[str], bytes | None],
+    ctx: RoundContext,
+    *,
+    min_updates: int,
+    uploads: Callable[[str], Sequence[str]] | None = None,
+) -> RoundComputation:
+    """:func:`compute_round` for median / trimmed mean (no ``pre``), one slice of coordinates at a time.
+
+    The accepted blobs are kept as they are (checked by :func:`check_update_views`, no decoded copy):
+    n x model float32 bytes. Each tensor is then walked in slices of about ``SLICE_BUDGET / n``
+    coordinates: the slice's float64 deltas of every node are stacked and sorted
+    (:func:`~fedchain.strategy.aggregate.sorted_rows`), reduced (``median_of_sorted`` /
+    ``trimmed_mean_of_sorted``) and added to the base, exactly the element operations of
+    :class:`~fedchain.strategy.robust.RobustStrategy.step` (all are per coordinate), so the model,
+    weights and details equal ``merge(decide(...))``'s to the bit. Peak memory: the blobs, plus
+    two n x slice float64 arrays (16 MiB), plus the model."""
+    rules = RoundRules.of(config)
+    strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
+    kind = sliced_kind(strategy)
+    if kind is None:
+        raise ValueError(f"strategy {rules.strategy['name']} is not computed slice by slice; use decide() and merge()")
+    spec = tensor_spec(base)
+    first_by_hash: dict[str, str] = {}
+    for c in commitments:
+        first_by_hash.setdefault(c.update_hash, c.node)
+    absent: set[str] = set()
+    checked: list[tuple[UpdateDecision, dict[str, np.ndarray] | None]] = []
+    for c in sorted(commitments, key=lambda c: c.node.lower()):
+        data = None if c.update_hash in absent else fetch(c.update_hash)
+        if data is None:
+            absent.add(c.update_hash)
+        views, reason = check_update_views(data, c, spec, ctx, rules.max_update_bytes,
+                                           uploads(c.node) if uploads else ())
+        first = first_by_hash[c.update_hash]
+        if views is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
+            reason = f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by {first}"
+        checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, views is not None, reason), views))
+        del data
+    accepted = [ClientUpdate(node=d.node, weights=w, num_samples=min(d.num_samples, rules.max_samples))
+                for d, w in checked if d.accepted and w is not None]
+    step = None
+    failure: str | None = None
+    if len(accepted) >= max(1, min_updates):
+        try:
+            step = _sliced_step(strategy, kind, base, accepted)
+        except AggregationError as exc:
+            failure = f"{rules.strategy['name']}: {exc.message}"
+    weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
+    decisions = [
+        UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
+                       float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
+        for d, _ in checked
+    ]
+    del checked, accepted  # the blobs
+    result = RoundComputation(decisions=decisions)
+    if failure is not None:
+        result.details = {"error": failure}
+    if step is not None:
+        result.model = step.model
+        result.model_bytes = encode_tensors(step.model)
+        result.model_hash = commitment(result.model_bytes)
+        result.details = dict(step.details)
+    return result
+
+
+def _sliced_step(strategy: Any, kind: str, base: Mapping[str, np.ndarray],
+                 accepted: list[ClientUpdate]) -> StepResult:
+    ordered = ordered_updates(accepted)  # RobustStrategy.points' checks (spec: checked by the decode)
+    names = sorted(base)
+    n = len(ordered)
+    k = 0
+    details: dict[str, Any] = {}
+    if kind == "trimmed_mean":
+        k = trimmed_count(strategy.params["beta"], n)
+        strategy.need(n - 2 * k >= 1, f"beta={strategy.params['beta']} trims {k} of {n} on each side, leaving nothing")
+        details = {"trimmed_per_side": k}
+    step = max(1, SLICE_BUDGET // n)
+    model: dict[str, np.ndarray] = {}
+    for name in names:
+        b = np.asarray(base[name]).reshape(-1)
+        flats = [np.asarray(u.weights[name]).reshape(-1) for u in ordered]
+        out = np.empty(b.size, dtype=np.float32)
+        for start in range(0, b.size, step):
+            end = min(start + step, b.size)
+            b64 = as_f64(b[start:end])
+            deltas = []
+            for x in flats:  # delta_of on the slice: float64(x) - float64(base), then -0.0 -> +0.0
+                d = np.subtract(as_f64(x[start:end]), b64)
+                np.add(d, 0.0, out=d)
+                deltas.append(d)
+            rows = sorted_rows(deltas)
+            del deltas
+            delta = median_of_sorted(rows) if kind == "median" else trimmed_mean_of_sorted(rows, k)
+            out[start:end] = np.add(b64, delta).astype(np.float32)
+        model[name] = out.reshape(np.shape(base[name]))
+    weights: dict[str, float] = {}
+    for u in ordered:  # RobustStrategy.step: each point's weight 1/n, shared by its one member
+        weights[u.node] = weights.get(u.node, 0.0) + float(1.0 / n) / 1
+    return StepResult(model=model, weights=weights, state=None, details=details)

@@ -309,3 +309,46 @@ def test_stream_round_memory_is_o_model_not_o_nodes_times_model(monkeypatch):
     print(f"peak: stream {stream_peak / model_bytes:.2f}x, reference {ref_peak / model_bytes:.2f}x the model")
     assert stream_peak < 5.5 * model_bytes, stream_peak / model_bytes
     assert ref_peak > N * model_bytes  # the reference holds every decoded update
+
+
+# --- median / trimmed mean slice by slice == merge(decide(...)) ----------------------------------
+SLICED_RULES = [("median", {}), ("trimmed_mean", {"beta": 0.2}), ("trimmed_mean", {"beta": 0.0})]
+
+
+@pytest.mark.parametrize("name,params", SLICED_RULES, ids=["median", "trimmed-0.2", "trimmed-0"])
+@pytest.mark.parametrize("extras", [True, False], ids=["rejections", "all-accepted"])
+def test_sliced_round_is_the_reference_to_the_bit(monkeypatch, name, params, extras):
+    monkeypatch.setattr(C, "SLICE_BUDGET", 300)  # slices of 300 // n coordinates: many, one partial
+    rng = np.random.default_rng(21)
+    base = _base(rng, SPEC)
+    blobs, cs = _world(rng, base, extras=extras)
+    config = _config(name, params)
+    ref = _reference(config, base, cs, blobs.get)
+    got = C.sliced_round(config, base, cs, blobs.get, CTX, min_updates=2)
+    _same(got, ref)
+    assert got.model_hash is not None
+    assert compute_round(config, base, cs, blobs.get, CTX, min_updates=2).model_bytes == ref.model_bytes
+
+
+def test_sliced_round_even_count_and_failures_match(monkeypatch):
+    monkeypatch.setattr(C, "SLICE_BUDGET", 100)
+    rng = np.random.default_rng(22)
+    base = _base(rng, SPEC)
+    blobs, cs = _world(rng, base, extras=False)
+    cs = cs[:4]  # an even count: the median is the mean of the two middle values
+    for name, params in SLICED_RULES:
+        config = _config(name, params)
+        _same(C.sliced_round(config, base, cs, blobs.get, CTX, min_updates=2), _reference(config, base, cs, blobs.get))
+        _same(C.sliced_round(config, base, cs, blobs.get, CTX, min_updates=5),
+              _reference(config, base, cs, blobs.get, min_updates=5))
+
+
+def test_robust_rules_with_pre_aggregators_keep_the_reference_path(monkeypatch):
+    rng = np.random.default_rng(23)
+    base = _base(rng, SPEC)
+    blobs, cs = _world(rng, base, extras=False)
+    called = []
+    monkeypatch.setattr(C, "sliced_round", lambda *a, **k: called.append(1))
+    config = _config("median", {"pre": [{"name": "clip", "c": 1.0}]})
+    got = compute_round(config, base, cs, blobs.get, CTX, min_updates=2)
+    assert called == [] and got.model_bytes == _reference(config, base, cs, blobs.get).model_bytes
