@@ -34,11 +34,10 @@ from fedchain.hashing import commitment
 from fedchain.strategy import (
     AggregationError, ClientUpdate, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, StepResult, get_strategy,
 )
-from fedchain.strategy.aggregate import STREAM_CHUNK, RunningWeightedMean, as_f64, fixed_sum, sorted_rows
+from fedchain.strategy.aggregate import STREAM_CHUNK, RunningWeightedMean, as_f64, sorted_rows
 from fedchain.strategy.base import ordered_updates
 from fedchain.strategy.median import Median, median_of_sorted
 from fedchain.strategy.trimmed_mean import TrimmedMean, trimmed_count, trimmed_mean_of_sorted
-from fedchain.strategy.serveropt import SERVER_LR
 
 #: Reason codes in round reports (the text after the colon explains).
 MISSING_UPLOAD = "missing_upload"
@@ -408,28 +407,14 @@ def _finish_models(strategy: Any, accepted: list[ClientUpdate], sums: dict[str, 
 def _finish_deltas(strategy: Any, base: Mapping[str, np.ndarray], accepted: list[ClientUpdate],
                    sums: dict[str, RunningWeightedMean], names: list[str],
                    state: Mapping[str, np.ndarray] | None) -> StepResult:
-    """ServerOptimizer.step from the running pseudo-gradient sums: its code after
-    ``weighted_mean_f64`` (fedchain/strategy/serveropt.py), line for line."""
-    ordered = ordered_updates(accepted)
-    prev = strategy.read_state(base, state)
-    eta = np.float64(strategy.params[SERVER_LR])
-    model: dict[str, np.ndarray] = {}
-    new_state: dict[str, np.ndarray] = {}
-    sq_norm = np.float64(0.0)
-    for k in names:
-        pseudo = sums[k].result_f64()
-        sums[k] = None  # type: ignore[assignment]
-        sq_norm = sq_norm + fixed_sum(np.multiply(pseudo, pseudo))
-        moments = strategy.update(pseudo, prev[k])
-        rounded = {}
-        for m in strategy.MOMENTS:
-            r32 = moments[m].astype(np.float32)
-            new_state[f"{m}.{k}"] = r32
-            rounded[m] = as_f64(r32)
-        stepv = np.multiply(strategy.direction(rounded), eta)
-        model[k] = np.add(as_f64(base[k]), stepv).astype(np.float32)
-    return StepResult(model=model, weights=strategy.weights(ordered), state=new_state,
-                      details={"pseudo_gradient_norm": float(np.sqrt(sq_norm)), "first_round": state is None})
+    """The server optimiser's own step (``ServerOptimizer.finish``), fed the running pseudo-gradient sums."""
+
+    def pseudo(k: str) -> np.ndarray:
+        value = sums[k].result_f64()
+        sums[k] = None  # type: ignore[assignment]  # free each accumulator once it is read
+        return value
+
+    return strategy.finish(base, ordered_updates(accepted), pseudo, state)
 
 
 

@@ -20,7 +20,7 @@ base and the stored state: ``x_{t+1} = float32(x_t + eta * step(m_t, v_t))``.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -93,15 +93,26 @@ class ServerOptimizer(Strategy):
         ordered = ordered_updates(updates)
         check_same_spec(base, ordered)
         names = sorted(base)
-        prev = self.read_state(base, state)
         samples = [int(u.num_samples) for u in ordered]
         deltas = [delta_of(u.weights, base, names) for u in ordered]
+        return self.finish(base, ordered, lambda k: weighted_mean_f64([d[k] for d in deltas], samples), state)
+
+    def finish(
+        self,
+        base: Mapping[str, np.ndarray],
+        ordered: Sequence[ClientUpdate],
+        pseudo_gradient: Callable[[str], np.ndarray],
+        state: Mapping[str, np.ndarray] | None,
+    ) -> StepResult:
+        """The optimiser step from the pseudo-gradient of each tensor (float64, in name order):
+        shared by :meth:`step` and the aggregator's streaming merge, which sums as it reads."""
+        prev = self.read_state(base, state)
         eta = np.float64(self._params[SERVER_LR])
         model: dict[str, np.ndarray] = {}
         new_state: dict[str, np.ndarray] = {}
         sq_norm = np.float64(0.0)
-        for k in names:
-            pseudo = weighted_mean_f64([d[k] for d in deltas], samples)
+        for k in sorted(base):
+            pseudo = pseudo_gradient(k)
             sq_norm = sq_norm + fixed_sum(np.multiply(pseudo, pseudo))
             moments = self.update(pseudo, prev[k])
             rounded = {}
