@@ -36,7 +36,7 @@ def round_table(summaries: list[Any], metric: str) -> Table:
     for s in summaries:
         m = s.metrics.get(metric)
         h = s.global_model_hash
-        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:10]}…{h[-4:]}" if h else "-",
+        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:18]}…{h[-4:]}" if h else "-",
                   gas(s.gas.get("open")), gas(s.gas.get("finalize", s.gas.get("expire"))),
                   f"{m:.4f}" if m is not None else "-")
     return t
