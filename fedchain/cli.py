@@ -157,21 +157,10 @@ def cmd_new_key(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # aggregator
 def parse_strategy_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["beta=0.2", "start=zero"]`` -> ``{"beta": 0.2, "start": "zero"}``: each VALUE is parsed as
-    JSON (numbers, true/false, null, lists, objects) and taken as a plain string otherwise."""
-    from fedchain.errors import ConfigError
+    """``--strategy-param`` pairs as a dict (see :func:`fedchain.cliutil.parse_key_values`)."""
+    from fedchain.cliutil import parse_key_values
 
-    out: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, raw = str(pair).partition("=")
-        key, raw = key.strip(), raw.strip()
-        if not sep or not key:
-            raise ConfigError(f"bad --strategy-param {pair!r}: expected KEY=VALUE", hint="e.g. --strategy-param beta=0.2")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
+    return parse_key_values(pairs, option="--strategy-param")
 
 
 def _with_checked_strategy(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:

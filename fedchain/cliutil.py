@@ -145,3 +145,22 @@ def record_api_url(deployments_dir: Path | str, chain_id: int, contract: str, ap
         return True
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def parse_key_values(pairs: Any, *, option: str) -> dict[str, Any]:
+    """``["beta=0.2", "start=zero"]`` -> ``{"beta": 0.2, "start": "zero"}`` for a repeatable
+    ``--OPTION KEY=VALUE``: each VALUE is parsed as JSON (numbers, true/false, null, lists,
+    objects) and taken as a plain string otherwise. ConfigError names the option for a bad pair."""
+    from fedchain.errors import ConfigError
+
+    out: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, raw = str(pair).partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise ConfigError(f"bad {option} {pair!r}: expected KEY=VALUE", hint=f"e.g. {option} k=10")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out

@@ -9,7 +9,6 @@ cannot see). See docs/robustness.md.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable
 
 from fedchain.attacks.alie import ALIE, alie_z
@@ -56,15 +55,6 @@ def get_attack(name: str, params: dict[str, Any] | None = None) -> Attack:
 
 def parse_params(pairs: Iterable[str] | None, *, what: str = "attack") -> dict[str, Any]:
     """``["k=10", "mode=add"]`` -> ``{"k": 10, "mode": "add"}`` (values parsed as JSON, else strings)."""
-    out: dict[str, Any] = {}
-    for pair in pairs or ():
-        key, sep, raw = str(pair).partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"bad --{what}-param {pair!r}: expected KEY=VALUE")
-        raw = raw.strip()
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
+    from fedchain.cliutil import parse_key_values
+
+    return parse_key_values(pairs, option=f"--{what}-param")
