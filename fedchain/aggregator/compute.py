@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -146,21 +146,35 @@ def decide(
     committers of a shared hash are ``duplicate_update`` and the first ``missing_upload``."""
     rules = RoundRules.of(config)
     spec = tensor_spec(base)
+    return list(_check_each(
+        commitments, fetch,
+        lambda data, c: check_update(data, c, spec, ctx, rules.max_update_bytes, uploads(c.node) if uploads else ()),
+    ))
+
+
+def _check_each(
+    commitments: Sequence[Commitment],
+    fetch: Callable[[str], bytes | None],
+    check: Callable[[bytes | None, Commitment], tuple[Any, str | None]],
+) -> Iterator[tuple[UpdateDecision, Any]]:
+    """Every commitment in node order with ``check(bytes or None, commitment) -> (value or None,
+    reason)``, one blob fetched at a time (a hash found absent is not fetched again). The later
+    committers of a shared hash whose blob is absent become ``duplicate_update``."""
     first_by_hash: dict[str, str] = {}
     for c in commitments:
         first_by_hash.setdefault(c.update_hash, c.node)
-    blobs: dict[str, bytes | None] = {}
-    out: list[tuple[UpdateDecision, dict[str, np.ndarray] | None]] = []
+    absent: set[str] = set()
     for c in sorted(commitments, key=lambda c: c.node.lower()):
-        if c.update_hash not in blobs:
-            blobs[c.update_hash] = fetch(c.update_hash)
-        weights, reason = check_update(blobs[c.update_hash], c, spec, ctx, rules.max_update_bytes,
-                                       uploads(c.node) if uploads else ())
+        data = None if c.update_hash in absent else fetch(c.update_hash)
+        if data is None:
+            absent.add(c.update_hash)
+        value, reason = check(data, c)
+        del data
         first = first_by_hash[c.update_hash]
-        if weights is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
+        if value is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
             reason = f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by {first}"
-        out.append((UpdateDecision(c.node, c.update_hash, c.num_samples, weights is not None, reason), weights))
-    return out
+        yield UpdateDecision(c.node, c.update_hash, c.num_samples, value is not None, reason), value
+        del value  # before the next fetch: streaming callers hold one blob at a time
 
 
 def merge(
@@ -177,22 +191,37 @@ def merge(
     accepted = [ClientUpdate(node=d.node, weights=w, num_samples=min(d.num_samples, rules.max_samples))
                 for d, w in checked if d.accepted and w is not None]
     strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
+    return _conclude(rules, strategy, [d for d, _ in checked], accepted, min_updates,
+                     lambda: strategy.step(base, accepted, state))
+
+
+def _conclude(
+    rules: RoundRules,
+    strategy: Any,
+    decisions: Sequence[UpdateDecision],
+    accepted: Sequence[ClientUpdate],
+    min_updates: int,
+    run: Callable[[], StepResult],
+) -> RoundComputation:
+    """The end shared by every path of a round: run the strategy's step when the quorum is there
+    (an ``AggregationError`` — Krum or Bulyan with too few updates for their f — means no model, so
+    the round cannot finalize and expires, with the reason in ``details``), then put the decisions
+    with their weights, the model and the state into canonical bytes."""
     step = None
     failure: str | None = None
     if len(accepted) >= max(1, min_updates):
         try:
-            step = strategy.step(base, accepted, state)
-        except AggregationError as exc:  # e.g. Krum or Bulyan with too few updates for their f
+            step = run()
+        except AggregationError as exc:
             failure = f"{rules.strategy['name']}: {exc.message}"
     weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
-    decisions = [
+    result = RoundComputation(decisions=[
         UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
                        float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
-        for d, _ in checked
-    ]
-    result = RoundComputation(decisions=decisions)
+        for d in decisions
+    ])
     if failure is not None:
-        result.details = {"error": failure}  # no model: the round cannot finalize and expires
+        result.details = {"error": failure}
     if step is not None:
         result.model = step.model
         result.model_bytes = encode_tensors(step.model)
@@ -342,55 +371,22 @@ def stream_round(
         raise ValueError(f"strategy {rules.strategy['name']} does not stream; use decide() and merge()")
     spec = tensor_spec(base)
     names = sorted(base)
-    first_by_hash: dict[str, str] = {}
-    for c in commitments:
-        first_by_hash.setdefault(c.update_hash, c.node)
-    absent: set[str] = set()
     sums = {name: RunningWeightedMean(spec[name]) for name in names}
     checked: list[UpdateDecision] = []
-    for c in sorted(commitments, key=lambda c: c.node.lower()):
-        data = None if c.update_hash in absent else fetch(c.update_hash)
-        if data is None:
-            absent.add(c.update_hash)
-        views, reason = check_update_views(data, c, spec, ctx, rules.max_update_bytes,
-                                           uploads(c.node) if uploads else ())
-        first = first_by_hash[c.update_hash]
-        if views is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
-            reason = f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by {first}"
-        checked.append(UpdateDecision(c.node, c.update_hash, c.num_samples, views is not None, reason))
-        n = min(c.num_samples, rules.max_samples)
+    views_of = lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes,  # noqa: E731
+                                                  uploads(c.node) if uploads else ())
+    for decision, views in _check_each(commitments, fetch, views_of):
+        checked.append(decision)
+        n = min(decision.num_samples, rules.max_samples)
         if views is not None and not isinstance(n, bool) and isinstance(n, (int, np.integer)) and n > 0:
             for name in names:  # (a bad count fails the merge below, as weighted_mean's input check would)
                 sums[name].add(views[name], n, minus=base[name] if kind == "deltas" else None)
-        del views, data
+        del views
     accepted = [ClientUpdate(node=d.node, weights={}, num_samples=min(d.num_samples, rules.max_samples))
                 for d in checked if d.accepted]
-    step = None
-    failure: str | None = None
-    if len(accepted) >= max(1, min_updates):
-        try:
-            step = _finish_models(strategy, accepted, sums, names) if kind == "models" else \
-                _finish_deltas(strategy, base, accepted, sums, names, state)
-        except AggregationError as exc:
-            failure = f"{rules.strategy['name']}: {exc.message}"
-    weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
-    decisions = [
-        UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
-                       float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
-        for d in checked
-    ]
-    result = RoundComputation(decisions=decisions)
-    if failure is not None:
-        result.details = {"error": failure}
-    if step is not None:
-        result.model = step.model
-        result.model_bytes = encode_tensors(step.model)
-        result.model_hash = commitment(result.model_bytes)
-        result.details = dict(step.details)
-        if step.state is not None:
-            result.state_bytes = encode_tensors(step.state)
-            result.state_hash = commitment(result.state_bytes)
-    return result
+    return _conclude(rules, strategy, checked, accepted, min_updates,
+                     lambda: _finish_models(strategy, accepted, sums, names) if kind == "models"
+                     else _finish_deltas(strategy, base, accepted, sums, names, state))
 
 
 def _finish_models(strategy: Any, accepted: list[ClientUpdate], sums: dict[str, RunningWeightedMean],
@@ -458,47 +454,16 @@ def sliced_round(
     if kind is None:
         raise ValueError(f"strategy {rules.strategy['name']} is not computed slice by slice; use decide() and merge()")
     spec = tensor_spec(base)
-    first_by_hash: dict[str, str] = {}
-    for c in commitments:
-        first_by_hash.setdefault(c.update_hash, c.node)
-    absent: set[str] = set()
-    checked: list[tuple[UpdateDecision, dict[str, np.ndarray] | None]] = []
-    for c in sorted(commitments, key=lambda c: c.node.lower()):
-        data = None if c.update_hash in absent else fetch(c.update_hash)
-        if data is None:
-            absent.add(c.update_hash)
-        views, reason = check_update_views(data, c, spec, ctx, rules.max_update_bytes,
-                                           uploads(c.node) if uploads else ())
-        first = first_by_hash[c.update_hash]
-        if views is None and first != c.node and (reason or "").startswith(MISSING_UPLOAD):
-            reason = f"{DUPLICATE_UPDATE}: {c.update_hash} was committed first by {first}"
-        checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, views is not None, reason), views))
-        del data
+    checked = list(_check_each(
+        commitments, fetch,
+        lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes, uploads(c.node) if uploads else ()),
+    ))
     accepted = [ClientUpdate(node=d.node, weights=w, num_samples=min(d.num_samples, rules.max_samples))
                 for d, w in checked if d.accepted and w is not None]
-    step = None
-    failure: str | None = None
-    if len(accepted) >= max(1, min_updates):
-        try:
-            step = _sliced_step(strategy, kind, base, accepted)
-        except AggregationError as exc:
-            failure = f"{rules.strategy['name']}: {exc.message}"
-    weights = step.weights if step is not None else (strategy.weights(accepted) if accepted else {})
-    decisions = [
-        UpdateDecision(d.node, d.update_hash, d.num_samples, d.accepted, d.reason,
-                       float(weights.get(d.node, 0.0)) if d.accepted else 0.0)
-        for d, _ in checked
-    ]
-    del checked, accepted  # the blobs
-    result = RoundComputation(decisions=decisions)
-    if failure is not None:
-        result.details = {"error": failure}
-    if step is not None:
-        result.model = step.model
-        result.model_bytes = encode_tensors(step.model)
-        result.model_hash = commitment(result.model_bytes)
-        result.details = dict(step.details)
-    return result
+    decisions = [d for d, _ in checked]
+    del checked  # the blobs live on in `accepted` until the step is done
+    return _conclude(rules, strategy, decisions, accepted, min_updates,
+                     lambda: _sliced_step(strategy, kind, base, accepted))
 
 
 def _sliced_step(strategy: Any, kind: str, base: Mapping[str, np.ndarray],
