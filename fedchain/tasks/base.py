@@ -324,3 +324,25 @@ def write_csv(path: str | Path, columns: dict[str, np.ndarray | torch.Tensor]) -
         for row in zip(*data):
             w.writerow([repr(float(v)) for v in row])
     return p
+
+
+def check_shard(shard: Any, num_shards: Any) -> tuple[int, int]:
+    """``(shard, num_shards)`` as ints, or ConfigError: shards are numbered 0..N-1 for N >= 1."""
+    import operator
+
+    try:
+        shard, num_shards = operator.index(shard), operator.index(num_shards)
+    except TypeError:
+        raise ConfigError(f"shard and number of shards must be integers, got {shard!r} of {num_shards!r}") from None
+    if not (num_shards >= 1 and 0 <= shard < num_shards):
+        raise ConfigError(f"shard {shard} of {num_shards} is out of range",
+                          hint="shards are numbered 0..N-1 for N >= 1 nodes")
+    return shard, num_shards
+
+
+def positive_int_param(params: dict, key: str, task: str) -> int:
+    """``params[key]`` as a positive int (an integral float is accepted), or ConfigError naming the task."""
+    v = params.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < 1:
+        raise ConfigError(f"{task} parameter {key!r} must be a positive integer, got {v!r}")
+    return int(v)

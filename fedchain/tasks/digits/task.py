@@ -13,16 +13,15 @@ to IID). The model is a small MLP (64 -> hidden -> hidden -> 10, SiLU). Metrics:
 
 from __future__ import annotations
 
-import operator
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from fedchain.errors import ConfigError
-from fedchain.tasks.base import NodeData, Task, derive_seed, seeded_module
+from fedchain.tasks.base import NodeData, Task, check_shard, positive_int_param, derive_seed, seeded_module
 
 N_CLASSES = 10
 N_FEATURES = 64
@@ -71,13 +70,7 @@ class DigitsTask(Task):
 
     # --- data ------------------------------------------------------------------------------------
     def node_data(self, shard: int, num_shards: int, seed: int, params: dict) -> NodeData:
-        try:
-            shard, num_shards = operator.index(shard), operator.index(num_shards)
-        except TypeError:
-            raise ConfigError(f"shard and number of shards must be integers, got {shard!r} of {num_shards!r}") from None
-        if not (num_shards >= 1 and 0 <= shard < num_shards):
-            raise ConfigError(f"shard {shard} of {num_shards} is out of range",
-                              hint="shards are numbered 0..N-1 for N >= 1 nodes")
+        shard, num_shards = check_shard(shard, num_shards)
         p = self.resolve_params(params)
         alpha = _alpha(p)
         parts = _partition(int(seed), num_shards, alpha)
@@ -124,10 +117,7 @@ class DigitsTask(Task):
 
 # --- data helpers ---------------------------------------------------------------------------------
 def _positive_int(p: dict, key: str) -> int:
-    v = p.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < 1:
-        raise ConfigError(f"digits parameter {key!r} must be a positive integer, got {v!r}")
-    return int(v)
+    return positive_int_param(p, key, "digits")
 
 
 def _alpha(p: dict) -> float:

@@ -3,15 +3,13 @@ only part of the options market. See :mod:`.market` for the data and ``docs/task
 
 from __future__ import annotations
 
-import operator
 from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
 import torch
 
-from fedchain.errors import ConfigError
-from fedchain.tasks.base import NodeData, Task, regression_metrics, seeded_module
+from fedchain.tasks.base import NodeData, Task, check_shard, positive_int_param, regression_metrics, seeded_module
 from fedchain.tasks.options_iv import market
 from fedchain.tasks.options_iv.heston import black_call
 from fedchain.tasks.options_iv.model import SurfaceMLP
@@ -45,13 +43,7 @@ class OptionsIVTask(Task):
 
     # --- data ------------------------------------------------------------------------------------
     def node_data(self, shard: int, num_shards: int, seed: int, params: dict) -> NodeData:
-        try:
-            shard, num_shards = operator.index(shard), operator.index(num_shards)
-        except TypeError:
-            raise ConfigError(f"shard and number of shards must be integers, got {shard!r} of {num_shards!r}") from None
-        if not (num_shards >= 1 and 0 <= shard < num_shards):
-            raise ConfigError(f"shard {shard} of {num_shards} is out of range",
-                              hint="shards are numbered 0..N-1 for N >= 1 nodes")
+        shard, num_shards = check_shard(shard, num_shards)
         p = self.resolve_params(params)
         x, y = _venue_arrays(int(seed), shard, _positive_int(p, "train_days"), float(p.get("quotes_scale", 1.0)))
         v = market.venue_for(shard)
@@ -110,10 +102,7 @@ class OptionsIVTask(Task):
 
 # --- helpers ------------------------------------------------------------------------------------
 def _positive_int(p: dict, key: str) -> int:
-    v = p.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v or int(v) < 1:
-        raise ConfigError(f"options-iv parameter {key!r} must be a positive integer, got {v!r}")
-    return int(v)
+    return positive_int_param(p, key, "options-iv")
 
 
 @lru_cache(maxsize=64)
