@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from fedchain.chain.accounts import dev_account
-from fedchain.chain.client import ChainClient
-from fedchain.chain.deploy import deploy
-from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
-from fedchain.settings import REPO_ROOT
+from fedchain.devchain import free_port
 from harness import (
-    GRACE, MAX_SAMPLES, RELAY_CUTOFF, ROUND_SECONDS, ROUNDS, Federation, _api_up, _finalized_or_expired, _indexed_rounds, _spawn,
+    MAX_SAMPLES, RELAY_CUTOFF, ROUND_SECONDS, ROUNDS, Federation, deploy_dev_chain, stop_all, _api_up, _finalized_or_expired, _indexed_rounds, _spawn,
     aggregator_cmd, wait_for,
 )
 
@@ -24,23 +21,14 @@ from harness import (
 @pytest.fixture(scope="session")
 def federation(tmp_path_factory) -> Federation:
     workdir = tmp_path_factory.mktemp("federation")
-    chain_port, api_port = free_port(), free_port()
-    rpc_url, api_url = f"http://127.0.0.1:{chain_port}", f"http://127.0.0.1:{api_port}"
-    deployments_dir, data_dir = workdir / "deployments", workdir / "aggregator"
-    anvil = start_anvil(chain_port, log_path=workdir / "anvil.log", block_time=1)
-    procs: list[subprocess.Popen] = [anvil]
-    env = env_with_repo()
-    env.update({"FEDCHAIN_RPC_URL": rpc_url, "FEDCHAIN_API_URL": api_url,
-                "FEDCHAIN_DEPLOYMENTS_DIR": str(deployments_dir), "FEDCHAIN_DATA_DIR": str(data_dir)})
+    dev = deploy_dev_chain(workdir, range(1, 9))
+    rpc_url, chain, deployments_dir, data_dir = dev.rpc_url, dev.chain, dev.deployments_dir, dev.data_dir
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    procs: list[subprocess.Popen] = [dev.anvil]
+    env = dev.env
+    env.update({"FEDCHAIN_RPC_URL": rpc_url, "FEDCHAIN_API_URL": api_url})
     try:
-        from fedchain.aggregator.service import genesis_model
-        from fedchain.tasks import load_task
-
-        task = load_task("options-iv")
-        _, genesis = genesis_model(task, task.default_params(), 0)
-        deploy(rpc_url, dev_account(0), repo_root=REPO_ROOT, deployments_dir=deployments_dir, grace_period=GRACE,
-               genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, 9)], log=lambda m: None)
-        chain = ChainClient.connect(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT)
         # The aggregator censors node 7's relayed commitments (a misbehaviour the fallback defeats).
         agg = _spawn(aggregator_cmd(rpc_url, api_port, data_dir, deployments_dir, "--rounds", str(ROUNDS),
                                     "--min-updates", "2", "--round-seconds", str(ROUND_SECONDS),
@@ -75,11 +63,6 @@ def federation(tmp_path_factory) -> Federation:
         wait_for(lambda: _indexed_rounds(api_url) >= ROUNDS, 30, "the index to catch up", fed=fed)
         yield fed
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-            stop_process(p)
+        stop_all(procs)
 
 

@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import httpx
 
@@ -51,6 +52,59 @@ class Federation:
     def log(self, name: str) -> str:
         p = self.workdir / f"{name}.log"
         return p.read_text(errors="replace") if p.exists() else ""
+
+
+@dataclass
+class DevChain:
+    """A fresh anvil (one block a second) with the contract deployed, the genesis model of
+    options-iv set and some dev accounts admitted; ``env`` points commands at its files."""
+
+    rpc_url: str
+    anvil: subprocess.Popen
+    chain: ChainClient
+    deployments_dir: Path
+    data_dir: Path
+    env: dict
+
+
+def deploy_dev_chain(workdir: Path, admit: "Iterable[int]", *, grace: int = GRACE) -> DevChain:
+    """Start anvil and deploy; admit the dev accounts ``admit``. Stops anvil again if deploying fails."""
+    from fedchain.aggregator.service import genesis_model
+    from fedchain.chain.accounts import dev_account
+    from fedchain.chain.deploy import deploy
+    from fedchain.devchain import env_with_repo, free_port, start_anvil
+    from fedchain.tasks import load_task
+
+    rpc_url = f"http://127.0.0.1:{free_port()}"
+    deployments_dir, data_dir = workdir / "deployments", workdir / "aggregator"
+    anvil = start_anvil(int(rpc_url.rsplit(":", 1)[1]), log_path=workdir / "anvil.log", block_time=1)
+    try:
+        task = load_task("options-iv")
+        _, genesis = genesis_model(task, task.default_params(), 0)
+        deploy(rpc_url, dev_account(0), repo_root=REPO_ROOT, deployments_dir=deployments_dir, grace_period=grace,
+               genesis_hash=genesis, admit=[dev_account(i).address for i in admit], log=lambda m: None)
+        chain = ChainClient.connect(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT)
+    except BaseException:
+        stop_all([anvil])
+        raise
+    env = env_with_repo()
+    env.update({"FEDCHAIN_DEPLOYMENTS_DIR": str(deployments_dir), "FEDCHAIN_DATA_DIR": str(data_dir)})
+    return DevChain(rpc_url, anvil, chain, deployments_dir, data_dir, env)
+
+
+def stop_all(procs: list) -> None:
+    """Stop processes started with :func:`_spawn` (their whole process group), newest first."""
+    import os
+    import signal
+
+    from fedchain.devchain import stop_process
+
+    for p in reversed(procs):
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+        stop_process(p)
 
 
 def _spawn(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:

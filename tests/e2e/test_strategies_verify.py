@@ -9,23 +9,18 @@ the state the first left, as committed in its config).
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 
 import httpx
 import pytest
 
-from fedchain.chain.accounts import dev_account
-from fedchain.chain.client import ChainClient
-from fedchain.chain.deploy import deploy
 from fedchain.chain.types import RoundStatus
 from fedchain.codec import decode_json
-from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
+from fedchain.devchain import free_port
 from fedchain.settings import REPO_ROOT
 
-from harness import _api_up, _spawn, aggregator_cmd, wait_for
+from harness import _api_up, _spawn, aggregator_cmd, deploy_dev_chain, stop_all, wait_for
 
 NODES = 5  # Krum needs n > 2f + 2
 PLAN = [
@@ -41,21 +36,12 @@ PLAN = [
 @pytest.fixture(scope="module")
 def strategy_rounds(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("strategies")
-    chain_port, api_port = free_port(), free_port()
-    rpc_url, api_url = f"http://127.0.0.1:{chain_port}", f"http://127.0.0.1:{api_port}"
-    deployments, data = workdir / "deployments", workdir / "aggregator"
-    procs = [start_anvil(chain_port, log_path=workdir / "anvil.log", block_time=1)]
-    env = env_with_repo()
-    env.update({"FEDCHAIN_DEPLOYMENTS_DIR": str(deployments), "FEDCHAIN_DATA_DIR": str(data)})
+    dev = deploy_dev_chain(workdir, range(1, NODES + 1))
+    rpc_url, chain, deployments, data, env = dev.rpc_url, dev.chain, dev.deployments_dir, dev.data_dir, dev.env
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    procs = [dev.anvil]
     try:
-        from fedchain.aggregator.service import genesis_model
-        from fedchain.tasks import load_task
-
-        task = load_task("options-iv")
-        _, genesis = genesis_model(task, task.default_params(), 0)
-        deploy(rpc_url, dev_account(0), repo_root=REPO_ROOT, deployments_dir=deployments, grace_period=2,
-               genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, NODES + 1)], log=lambda m: None)
-        chain = ChainClient.connect(rpc_url, deployments_dir=deployments, repo_root=REPO_ROOT)
         for i in range(1, NODES + 1):
             procs.append(_spawn([sys.executable, "-m", "node", "--rpc-url", rpc_url, "--api-url", api_url,
                                  "--dev-account", str(i), "--shard", str(i - 1), "--num-shards", str(NODES),
@@ -79,12 +65,7 @@ def strategy_rounds(tmp_path_factory):
         wait_for(lambda: _api_up(api_url), 60, "the API")
         yield {"rpc_url": rpc_url, "api_url": api_url, "env": env, "chain": chain, "workdir": workdir}
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-            stop_process(p)
+        stop_all(procs)
 
 
 def _verify(fed, rid: int) -> subprocess.CompletedProcess:

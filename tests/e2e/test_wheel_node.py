@@ -23,7 +23,6 @@ import fcntl
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,13 +33,11 @@ import httpx
 import pytest
 
 from fedchain.chain.accounts import dev_account
-from fedchain.chain.client import ChainClient
-from fedchain.chain.deploy import deploy
 from fedchain.chain.types import RoundStatus
-from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
+from fedchain.devchain import free_port
 from fedchain.settings import REPO_ROOT
 
-from harness import _api_up, _spawn, aggregator_cmd, wait_for
+from harness import _api_up, _spawn, aggregator_cmd, deploy_dev_chain, stop_all, wait_for
 
 CACHE = REPO_ROOT / ".venv" / "wheel-node-cache"
 PYTHON = shutil.which("python3.11") or sys.executable
@@ -112,21 +109,12 @@ def wheel_federation(tmp_path_factory):
     venv = _node_venv(wheel, host)
     install_seconds = time.monotonic() - started
 
-    chain_port, api_port = free_port(), free_port()
-    rpc_url, api_url = f"http://127.0.0.1:{chain_port}", f"http://127.0.0.1:{api_port}"
-    deployments, data = workdir / "deployments", workdir / "aggregator"
-    procs = [start_anvil(chain_port, log_path=workdir / "anvil.log", block_time=1)]
-    env = env_with_repo()
-    env.update({"FEDCHAIN_DEPLOYMENTS_DIR": str(deployments), "FEDCHAIN_DATA_DIR": str(data)})
+    dev = deploy_dev_chain(workdir, (1, 2))
+    rpc_url, chain, deployments, data, env = dev.rpc_url, dev.chain, dev.deployments_dir, dev.data_dir, dev.env
+    api_port = free_port()
+    api_url = f"http://127.0.0.1:{api_port}"
+    procs = [dev.anvil]
     try:
-        from fedchain.aggregator.service import genesis_model
-        from fedchain.tasks import load_task
-
-        task = load_task("options-iv")
-        _, genesis = genesis_model(task, task.default_params(), 0)
-        deploy(rpc_url, dev_account(0), repo_root=REPO_ROOT, deployments_dir=deployments, grace_period=2,
-               genesis_hash=genesis, admit=[dev_account(i).address for i in (1, 2)], log=lambda m: None)
-        chain = ChainClient.connect(rpc_url, deployments_dir=deployments, repo_root=REPO_ROOT)
         agg = _spawn(aggregator_cmd(rpc_url, api_port, data, deployments, "--rounds", "1", "--min-updates", "2",
                                     "--round-seconds", str(ROUND_SECONDS)), workdir / "aggregator.log", env)
         procs.append(agg)
@@ -154,12 +142,7 @@ def wheel_federation(tmp_path_factory):
         yield {"rpc_url": rpc_url, "api_url": api_url, "env": env, "chain": chain, "venv": venv, "host": host,
                "workdir": workdir, "wheel": wheel, "install_seconds": install_seconds}
     finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-            stop_process(p)
+        stop_all(procs)
 
 
 def test_the_wheel_venv_has_no_contract_or_aggregator_tool_chain(wheel_federation):
