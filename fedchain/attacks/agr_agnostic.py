@@ -19,6 +19,7 @@ The search runs at most ``max_iter`` halvings.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Callable
 
 import numpy as np
@@ -61,7 +62,7 @@ def gamma_search(accept: Callable[[float], bool], gamma_init: float, tau: float,
     return succ
 
 
-class AgrAgnostic(Attack):
+class AgrAgnostic(Attack, ABC):
     """Base of :class:`MinMax` and :class:`MinSum` (subclasses define :meth:`accepts`)."""
 
     omniscient = True
@@ -72,8 +73,9 @@ class AgrAgnostic(Attack):
         "max_iter": Param(60, int, low=1, high=10_000, help="bound on the number of halvings"),
     }
 
-    def accepts(self, candidate: np.ndarray, honest: np.ndarray, d_hh: np.ndarray) -> bool:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def accepts(self, candidate: np.ndarray, honest: np.ndarray, d_hh: np.ndarray) -> bool:
+        """Whether ``candidate`` passes the oracle (min-max: max distance; min-sum: sum of squares)."""
 
     def search(self, honest: np.ndarray) -> tuple[np.ndarray, float]:
         """The hostile vector and its gamma."""
