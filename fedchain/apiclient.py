@@ -152,6 +152,10 @@ class ApiClient:
         return self.request("PUT", f"/rounds/{round_id}/updates/{blob_hash}", content=data,
                             headers={"X-Fedchain-Signature": signature, "Content-Type": "application/octet-stream"})
 
+    def upload_unmask(self, round_id: int, blob_hash: str, data: bytes, signature: str) -> httpx.Response:
+        return self.request("PUT", f"/rounds/{round_id}/unmask/{blob_hash}", content=data,
+                            headers={"X-Fedchain-Signature": signature, "Content-Type": "application/octet-stream"})
+
     def post_commitment(self, round_id: int, update_hash: str, num_samples: int, signature: str) -> httpx.Response:
         return self.request("POST", f"/rounds/{round_id}/commitments",
                             json={"update_hash": update_hash, "num_samples": int(num_samples), "signature": signature})

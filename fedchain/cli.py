@@ -19,9 +19,9 @@ from typing import Any, Callable
 from rich.table import Table
 
 from fedchain.cliutil import (
-    HelpFormatter, api_help, non_negative_float, non_negative_int, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
+    HelpFormatter, add_secure_arguments, api_help, non_negative_float, non_negative_int, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
 )
-from fedchain.errors import FedchainError
+from fedchain.errors import ConfigError, FedchainError
 from fedchain.settings import REPO_ROOT, Settings
 
 from fedchain.console import console, report_error, round_table  # noqa: F401  (report_error: re-exported)
@@ -130,8 +130,22 @@ def cmd_admit(args: argparse.Namespace) -> int:
     s = _settings(args)
     chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
                                 account=_account(args, default_dev=_dev_default(s.rpc_url)))
+    key = b""
+    if getattr(args, "public_key", None):
+        text = args.public_key[2:] if args.public_key.startswith("0x") else args.public_key
+        try:
+            key = bytes.fromhex(text)
+        except ValueError:
+            key = b""
+        from fedchain.secure.keys import is_valid_public_key
+
+        if not is_valid_public_key(key):
+            raise ConfigError(f"--public-key {args.public_key[:20]} is not a valid X25519 public key (32 bytes hex)",
+                              hint="copy it from `fedchain node --show-public-key`")
+        if len(args.addresses) != 1 or args.remove:
+            raise ConfigError("--public-key admits exactly one ADDRESS", hint="run one `fedchain admit` per node")
     for address in args.addresses:
-        tx = chain.remove_node(address) if args.remove else chain.admit_node(address)
+        tx = chain.remove_node(address) if args.remove else chain.admit_node(address, key)
         console.print(f"{'removed' if args.remove else 'admitted'} {address} (gas {tx.gas_used})", highlight=False)
     return 0
 
@@ -432,6 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
     a = add("admit", cmd_admit, "admit (or --remove) node addresses; needs the registrar key")
     a.add_argument("addresses", nargs="+", metavar="ADDRESS", help="node addresses")
     a.add_argument("--remove", action="store_true", help="remove the nodes instead of admitting them")
+    a.add_argument("--public-key", default=None, metavar="HEX",
+                   help="the node's X25519 public key for secure rounds (`fedchain node --show-public-key` prints "
+                        "it); one ADDRESS only (default: none, the node registers its own at start)")
     a.add_argument("--rpc-url", default=None, help=rpc_help())
     a.add_argument("--deployments-dir", type=Path, default=None, help=deployments_help)
     _key_args(a, default_dev=0)
@@ -463,8 +480,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"blob store and index; one aggregator per folder (FEDCHAIN_DATA_DIR; default {s.data_dir})")
     g.add_argument("--deployments-dir", type=Path, default=None, help=deployments_help)
     g.add_argument("--exit-when-done", action="store_true", help="stop the API after the last round")
-    g.add_argument("--max-samples", type=int, default=1_000_000,
-                   help="largest sample count (FedAvg weight) a node may declare; the contract enforces it")
+    g.add_argument("--max-samples", type=int, default=None,
+                   help="largest sample count (FedAvg weight) a node may declare; the contract enforces it "
+                        "(default: 1,000,000; 10,000 in secure mode, where it also sets the fixed-point weight scale)")
     g.add_argument("--relay-cutoff", type=int, default=5,
                    help="seconds before the deadline after which relayed batches stop, so left-out nodes can "
                         "still commit directly")
@@ -475,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-schedule", default="constant", metavar="SPEC",
                    help="local learning rate per round, written into each round's config: constant, "
                         "cosine:ROUNDS[:MIN_LR] or step:EVERY:GAMMA")
+    add_secure_arguments(g)
     _key_args(g, default_dev=0)
 
     from node.args import build_parser as node_parser
@@ -522,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo",
                    help="logs, deployment and aggregator data (emptied first; one demo per folder)")
     m.add_argument("--strategy", default="fedavg", help="the aggregator's merge rule (docs/strategies.md)")
+    add_secure_arguments(m)
     m.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a strategy parameter (repeatable), e.g. beta=0.2")
     m.add_argument("--byzantine", type=int, default=0, metavar="K",

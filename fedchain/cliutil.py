@@ -158,3 +158,37 @@ def parse_key_values(pairs: Any, *, option: str) -> dict[str, Any]:
         except ValueError:
             out[key] = raw
     return out
+
+
+def add_secure_arguments(p: argparse.ArgumentParser) -> None:
+    """--mode and the secure-mode options (docs/privacy.md), shared by `aggregator` and `demo`."""
+    g = p.add_argument_group("secure mode (--mode secure: secure aggregation and distributed DP, docs/privacy.md)")
+    g.add_argument("--mode", choices=("transparent", "secure"), default="transparent",
+                   help="transparent: plaintext updates, any strategy; secure: masked updates, only their sum is "
+                        "revealed (fedavg only)")
+    g.add_argument("--clip", type=float, default=5.0,
+                   help="L2 bound C each node clips its update to (model units)")
+    g.add_argument("--scale-bits", type=int, default=20, help="fixed-point scale 2^k of the integer codec")
+    g.add_argument("--modulus-bits", type=int, choices=(32, 64), default=32, help="integers modulo 2^M")
+    g.add_argument("--threshold", type=int, default=None,
+                   help="t of the t-of-n unmasking (default: a majority of the admitted nodes, n // 2 + 1)")
+    g.add_argument("--noise-multiplier", type=float, default=0.0,
+                   help="Skellam DP noise in the sum, standard deviation z x the L2 sensitivity (0: no DP noise)")
+    g.add_argument("--colluders", type=int, default=0,
+                   help="nodes assumed to collude with the aggregator: their noise is not counted in ε")
+    g.add_argument("--privacy-budget", type=float, default=None, metavar="EPSILON",
+                   help="refuse to open a round that could take total ε past this (default: no budget)")
+    g.add_argument("--privacy-delta", type=float, default=1e-5, help="δ of the reported (ε, δ)")
+    g.add_argument("--unmask-window", type=int, default=15,
+                   help="seconds of chain time after the deadline for the survivors' unmasking posts")
+
+
+def secure_settings(args: argparse.Namespace) -> Any:
+    """The SecureSettings the --mode secure options ask for, or None in transparent mode."""
+    if getattr(args, "mode", "transparent") != "secure":
+        return None
+    from fedchain.aggregator.config import SecureSettings
+
+    return SecureSettings(clip=args.clip, scale_bits=args.scale_bits, modulus_bits=args.modulus_bits,
+                          threshold=args.threshold, noise_multiplier=args.noise_multiplier or None,
+                          colluders=args.colluders)

@@ -29,14 +29,21 @@ def gas(value: int | None) -> str:
 def round_table(summaries: list[Any], metric: str) -> Table:
     """The per-round table of the aggregator and the demo."""
     t = Table(title="fedchain rounds")
-    for col, justify in (("round", "right"), ("status", "left"), ("accepted", "right"), ("rejected", "right"),
-                         ("global model hash", "left"), ("gas open", "right"), ("gas close", "right"),
-                         (f"val {metric}", "right")):
+    # Secure rounds with DP noise: the accountant's total ε after each round (None: not accounted).
+    show_eps = any(getattr(s, "epsilon", None) is not None for s in summaries)
+    cols = [("round", "right"), ("status", "left"), ("accepted", "right"), ("rejected", "right"),
+            ("global model hash", "left"), ("gas open", "right"), ("gas close", "right")]
+    if show_eps:
+        cols.append(("ε total", "right"))
+    for col, justify in cols + [(f"val {metric}", "right")]:
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for s in summaries:
         m = s.metrics.get(metric)
         h = s.global_model_hash
-        t.add_row(str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:18]}…{h[-4:]}" if h else "-",
-                  gas(s.gas.get("open")), gas(s.gas.get("finalize", s.gas.get("expire"))),
-                  f"{m:.4f}" if m is not None else "-")
+        row = [str(s.round), s.status, str(s.accepted), str(s.rejected), f"{h[:18]}…{h[-4:]}" if h else "-",
+               gas(s.gas.get("open")), gas(s.gas.get("finalize", s.gas.get("expire")))]
+        if show_eps:
+            eps = getattr(s, "epsilon", None)
+            row.append(f"{eps:.4g}" if eps is not None else "-")
+        t.add_row(*row, f"{m:.4f}" if m is not None else "-")
     return t

@@ -26,9 +26,14 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
-from fedchain.chain.accounts import dev_account
+from fedchain.chain.accounts import dev_account, secure_keys
 from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
 from fedchain.settings import REPO_ROOT, Settings
+
+
+#: The `--mode secure` options the demo hands to the aggregator (fedchain.cliutil.add_secure_arguments).
+SECURE_OPTIONS = ("mode", "clip", "scale_bits", "modulus_bits", "threshold", "noise_multiplier", "colluders",
+                  "privacy_budget", "privacy_delta", "unmask_window")
 
 
 def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,
@@ -118,7 +123,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             admin = dev_account(0)
             _, genesis = genesis_model(task, task.default_params(), args.seed)
             dep = deploy(rpc_url, admin, repo_root=REPO_ROOT, deployments_dir=settings.deployments_dir,
-                         grace_period=5, genesis_hash=genesis, admit=[dev_account(i).address for i in range(1, n + 1)],
+                         grace_period=5, genesis_hash=genesis, admit=[(dev_account(i).address, secure_keys(dev_account(i))[1]) for i in range(1, n + 1)],
                          log=lambda m: None)
         console.print(f"chain {dep.chain_id} at {rpc_url}: TrainingRounds {dep.rounds_address} "
                       f"(node registry included)", highlight=False)
@@ -144,7 +149,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         strategy = getattr(args, "strategy", None) or "fedavg"
         agg_args = argparse.Namespace(task=args.task, strategy=strategy, strategy_params=strategy_params,
                                       strategy_param=list(getattr(args, "strategy_param", None) or []),
-                                      seed=args.seed, model_seed=args.seed)
+                                      seed=args.seed, model_seed=args.seed,
+                                      **{k: getattr(args, k) for k in SECURE_OPTIONS if hasattr(args, k)})
         agg, task = build_aggregator(agg_args, settings, chain, store, api, log=lambda m: None)
         _check_strategy(agg, strategy, strategy_params)
         summaries: list[Any] = []

@@ -126,6 +126,9 @@ def verify_round(
 
     ctx = RoundContext(chain.chain_id, chain.rounds_address, round_id)
     receipts_by_node = _valid_receipts(receipts, chain, round_id, log)
+    if rules.is_secure:
+        return _verify_secure(result, chain, api, info, block, config, base, report, ctx, receipts_by_node,
+                              required, log)
     # A stateful strategy (server optimiser) starts from the state the round that produced the base
     # model left; the config commits its hash, and that round's report names the same blob.
     state_hash = (config.get("strategy") or {}).get("state_hash")
@@ -231,14 +234,143 @@ def audit(
     return result
 
 
+def _verify_secure(result: VerifyResult, chain: ChainClient, api: ApiClient, info, block: int, config: dict,
+                   base: dict, report: object, ctx: RoundContext, receipts_by_node: dict[str, dict],
+                   required: Callable[[str, str, int], bytes], log: Callable[[str], None]) -> VerifyResult:
+    """A secure round: the seal's exclusions re-checked, the sum unmasked from the masked blobs and
+    the posted unmasking blobs, the model and the privacy accounting recomputed."""
+    from fedchain.aggregator.secure_compute import SecureRoundInputs
+
+    rules = RoundRules.of(config)
+    view = chain.secure_view(info.round_id, block)
+    log(f"round {info.round_id}: secure; {len(view.selected)} selected, {len(view.commitments)} committed, "
+        f"{len(view.excluded)} excluded at the seal, {len(view.posts)} unmasking post(s) (accumulators checked)")
+    inputs = SecureRoundInputs.of(view)
+    prev_hash = (rules.privacy or {}).get("state_hash")
+    left = _state_left_for(chain, info.base_model_hash, info.round_id, block,
+                           lambda h: decode_json(required(h, "earlier round report", MAX_CONFIG_BYTES),
+                                                 max_bytes=MAX_CONFIG_BYTES), key="privacy_state_hash")
+    if prev_hash != left:
+        result.problems.append(f"the round's privacy accounting starts from state {prev_hash}, but the round that "
+                               f"produced its base model left {left}")
+    prev = (decode_json(required(prev_hash, "privacy accountant state", MAX_CONFIG_BYTES), max_bytes=MAX_CONFIG_BYTES)
+            if prev_hash else None)
+
+    def fetch(h: str) -> bytes | None:
+        return _fetch_update(api, h, rules.max_update_bytes)
+
+    audit_secure(result, config, base, inputs, report, fetch, ctx, receipts_by_node,
+                 onchain_model_hash=info.global_model_hash, onchain_accepted=info.accepted_count,
+                 min_updates=info.min_updates, prev_privacy=prev)
+    try:
+        required(info.global_model_hash, "global model", rules.max_update_bytes)
+    except FedchainError as exc:
+        result.problems.append(exc.message)
+    privacy = report.get("privacy") if isinstance(report, dict) else None
+    if isinstance(privacy, dict):
+        log(f"  privacy: ε = {privacy.get('epsilon'):.4g} at δ = {privacy.get('delta'):g} after "
+            f"{len(privacy.get('rounds', []))} secure round(s) (recomputed)")
+    for d in result.rejected:
+        log(f"  excluded {d.node}: {d.reason}")
+    for claim in result.claims:
+        log(f"  claim {claim}")
+    result.ok = not result.problems
+    return result
+
+
+def audit_secure(
+    result: VerifyResult,
+    config: dict,
+    base: dict,
+    inputs: "object",
+    report: object,
+    fetch: Callable[[str], bytes | None],
+    ctx: RoundContext,
+    receipts_by_node: dict[str, dict],
+    *,
+    onchain_model_hash: str,
+    onchain_accepted: int,
+    min_updates: int,
+    prev_privacy: dict | None = None,
+) -> VerifyResult:
+    """The pure part of verifying a secure round (``inputs``: a SecureRoundInputs read at one block)."""
+    from dataclasses import replace
+
+    from fedchain.aggregator.secure_compute import check_masked, compute_secure_round
+    from fedchain.privacy.accountant import verify_state
+
+    problems = result.problems
+    rules = RoundRules.of(config)
+    entries = report.get("updates") if isinstance(report, dict) else None
+    secure = report.get("secure") if isinstance(report, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries) or not isinstance(secure, dict):
+        problems.append("the round report has no list of update decisions or no secure section")
+        return result
+    by_node = {str(e.get("node", "")).lower(): e for e in entries}
+    if sorted(by_node) != sorted(c.node.lower() for c in inputs.commitments) or len(by_node) != len(entries):
+        problems.append("the report's updates do not list exactly the on-chain commitments")
+    if report.get("global_model_hash") != onchain_model_hash:
+        problems.append(f"the report's global_model_hash {report.get('global_model_hash')} differs from the chain's")
+    excluded = {e.lower() for e in inputs.excluded}
+    if sorted(excluded) != sorted(str(e).lower() for e in secure.get("excluded", [])):
+        problems.append("the report's excluded nodes differ from the seal's on-chain exclusions")
+    spec = tensor_spec(base)
+    s = inputs.secure_set()
+    for c in inputs.commitments:
+        if c.node.lower() not in excluded:
+            continue
+        reason = str(by_node.get(c.node.lower(), {}).get("reason") or "")
+        code = reason.split(":", 1)[0]
+        receipt = receipts_by_node.get(c.node.lower())
+        data = fetch(c.update_hash)
+        if code == MISSING_UPLOAD:
+            if receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
+                problems.append(f"{c.node}: excluded as {MISSING_UPLOAD}, but the aggregator signed a receipt for "
+                                f"{c.update_hash}: the exclusion is false")
+            else:
+                result.claims.append(f"{c.node}: {reason} (the aggregator's claim; a node holding a receipt can "
+                                     "contest it)")
+        elif data is None:
+            result.claims.append(f"{c.node}: {reason} (the aggregator's claim; the blob is not served)")
+        elif check_masked(data, c, rules=rules, spec=spec, ctx=ctx, secure_set=s) is None:
+            problems.append(f"{c.node}: the seal excluded {c.update_hash} ({reason}) but it checks out")
+    # Recompute with the unmasking posts the aggregator used; each must be on-chain.
+    onchain = {(n.lower(), h.lower()) for n, h in inputs.posts}
+    used = [(str(p.get("node")), str(p.get("unmask_hash"))) for p in secure.get("posts", []) if isinstance(p, dict)]
+    if not all((n.lower(), h.lower()) in onchain for n, h in used):
+        problems.append("the report uses unmasking posts that are not on-chain")
+        return result
+    exclusions = {d["node"]: d.get("reason") for d in entries if not d.get("accepted")}
+    comp = compute_secure_round(config, base, replace(inputs, posts=used), fetch, ctx, min_updates=min_updates,
+                                exclusions=exclusions, prev_privacy=prev_privacy)
+    result.recomputed_model_hash = comp.model_hash
+    result.rejected = comp.rejected
+    if comp.model_hash is None:
+        problems.append(f"the round cannot be recomputed: {comp.details.get('error')}")
+        return result
+    if comp.model_hash != onchain_model_hash:
+        problems.append(f"global model hash differs: chain {onchain_model_hash}, recomputed {comp.model_hash}")
+    if len(comp.accepted) != onchain_accepted:
+        problems.append(f"accepted count differs: chain {onchain_accepted}, recomputed {len(comp.accepted)}")
+    state = comp.details.get("privacy_state")
+    if encode_json(state) != encode_json(report.get("privacy")):
+        problems.append("the report's privacy accounting differs from the recomputed one")
+    elif state is not None:
+        verify_state(state)
+    for key in ("posters", "contributors", "range", "rejected", "inconsistent_share_owners"):
+        if encode_json(comp.details.get("secure", {}).get(key)) != encode_json(secure.get(key)):
+            problems.append(f"the report's secure.{key} differs from the recomputed one")
+    return result
+
+
 def _state_left_for(chain: ChainClient, base_model_hash: str, round_id: int, block: int,
-                    report_of: Callable[[str], object]) -> str | None:
+                    report_of: Callable[[str], object], key: str = "server_state_hash") -> str | None:
     """The server state left by the finalized round whose model is ``base_model_hash`` (None: genesis)."""
     for r in range(round_id - 1, 0, -1):
         prev = chain.get_round(r, block)
         if prev.status == RoundStatus.FINALIZED and prev.global_model_hash == base_model_hash:
             report = report_of(prev.report_hash) if prev.report_hash else None
-            h = report.get("server_state_hash") if isinstance(report, dict) else None
+            h = report.get(key) if isinstance(report, dict) else None
             return h if isinstance(h, str) else None
     return None
 

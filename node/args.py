@@ -56,4 +56,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--attack-param", action="append", default=[], metavar="KEY=VALUE",
                    help="an attack parameter (repeatable), e.g. k=10, or a harness key: n, f, estimate_k, "
                         "estimate_frac, collude_dir, collude_wait")
+    p.add_argument("--show-public-key", action="store_true",
+                   help="print this node's X25519 public key for secure rounds (derived from its signing key; "
+                        "the admin registers it with `fedchain admit ADDRESS --public-key KEY`), then exit")
+    p.add_argument("--crash-at", default=None, metavar="STAGE@ROUND",
+                   help="fault injection for dropout tests: the process dies at STAGE of round ROUND, STAGE one of "
+                        "after-training, after-upload, after-commit, after-unmask-upload (default: never)")
     return p

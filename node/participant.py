@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -44,7 +45,7 @@ class Participant:
     def __init__(self, *, chain: ChainClient, api: ApiClient, task_spec: str, shard: int, num_shards: int,
                  data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5,
                  commit_mode: str = "direct", retry_seconds: float = 300.0, receipts_dir: Path | None = None,
-                 hostile: Any = None) -> None:
+                 hostile: Any = None, crash_at: tuple[str, int] | None = None) -> None:
         self.chain = chain
         self.api = api
         self.task_spec = task_spec
@@ -63,6 +64,16 @@ class Participant:
         self.aggregator = chain.deployment.aggregator or ""
         #: A :class:`fedchain.attacks.process.Hostile` for robustness experiments (None: an honest node).
         self.hostile = hostile
+        #: (stage, round): die there, for dropout tests (--crash-at).
+        self.crash_at = crash_at
+        self._secure_sets: dict[int, tuple[list[str], dict[str, bytes]]] = {}
+        self._secret: bytes | None = None
+        if chain.account is not None:
+            from fedchain.chain.accounts import secure_keys
+
+            self.x25519_private, self.x25519_public = secure_keys(chain.account)
+        else:
+            self.x25519_private, self.x25519_public = b"", b""
 
     def log(self, msg: str) -> None:
         self.console.print(f"[dim]node {self.me[:10]}[/] {msg}", highlight=False)
@@ -108,6 +119,7 @@ class Participant:
                 lr=float(training.get("lr", 1e-3)), seed=int(config.get("seed", 0)) * 1009 + self.shard,
                 progress=progress, **({"prox_mu": mu} if (mu := float(((config.get("strategy") or {}).get("params") or {}).get("mu", 0) or 0)) else {}),
             )
+        self._fault(rid, "after-training")
         identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, rid, self.me)
         weights = state_dict_to_arrays(model)
         # The contract caps the weight a node may claim; an honest node with more data claims the cap.
@@ -118,7 +130,12 @@ class Participant:
                 data=data, training=training, seed=int(config.get("seed", 0)) * 1009 + self.shard, round_id=rid,
                 me=self.me)
             samples = self.hostile.claim(len(data), info.max_samples)
-        blob = encode_update(weights, identity)
+        if rules.is_secure:
+            blob = self._masked_update(info, rules, base, weights, samples)
+            if blob is None:
+                return False
+        else:
+            blob = encode_update(weights, identity)
         h = commitment(blob)
         signature = sign_upload(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
         r = self.api.upload(rid, h, blob, signature)
@@ -126,6 +143,7 @@ class Participant:
             self.log(f"[red]round {rid}: upload refused (HTTP {r.status_code}): {error_detail(r)}[/]")
             return False
         self._keep_receipt(rid, h, r)
+        self._fault(rid, "after-upload")
         try:
             tx = self._commit(info, h, samples)
         except ContractRevert as exc:
@@ -135,7 +153,111 @@ class Participant:
         how = f"gas {tx.gas_used}" if tx is not None else "relayed by the aggregator"
         self.log(f"round {rid}: committed {h[:18]}… ({samples} samples, {how}"
                  + (f", train loss {loss:.4g})" if loss is not None else ")"))
+        self._fault(rid, "after-commit")
+        if rules.is_secure:
+            self._unmask(info)
         return True
+
+    # -- secure rounds ---------------------------------------------------------------------------
+    def _fault(self, rid: int, stage: str) -> None:
+        """Fault injection for dropout tests (--crash-at): the process dies here, as a crash would."""
+        if self.crash_at is not None and self.crash_at == (stage, rid):
+            self.log(f"[red]crashing at {stage} in round {rid} (--crash-at)[/]")
+            self.console.file.flush()
+            os._exit(17)
+
+    def _secure_round(self, info: RoundInfo) -> tuple[list[str], dict[str, bytes], Any]:
+        from fedchain.secure.keys import RoundContext as SecureContext
+        from fedchain.secure.keys import is_valid_public_key
+
+        if info.round_id not in self._secure_sets:
+            selected, keys = self._chain(lambda: self.chain.selected_set(info), "read the round's secure set")
+            s = [a for a in selected if is_valid_public_key(keys.get(a, b""))]
+            self._secure_sets = {info.round_id: (s, keys)}
+        s, keys = self._secure_sets[info.round_id]
+        return s, keys, SecureContext(chain_id=self.chain.chain_id, contract=self.chain.rounds_address,
+                                      round=info.round_id)
+
+    def _masked_update(self, info: RoundInfo, rules: RoundRules, base: dict[str, Any], weights: dict[str, Any],
+                       samples: int) -> bytes | None:
+        """Secure mode: clip, weight, quantise, add the noise share, mask, share (docs/privacy.md)."""
+        import numpy as np
+
+        from fedchain.aggregator.secure_merge import secure_weight
+        from fedchain.secure.pipeline import node_masked_update
+
+        rid = info.round_id
+        s, keys, ctx = self._secure_round(info)
+        if self.me.lower() not in {a.lower() for a in s}:
+            mine = keys.get(self.me)
+            why = ("the key the registry holds for it is not this node's X25519 key" if mine
+                   else "it has no valid X25519 key in the registry")
+            self.log(f"[red]round {rid}: this node is not in the round's secure set: {why}[/] "
+                     f"(its key is {self.x25519_public.hex()}; it takes part from the round after the key is "
+                     f"registered: `fedchain admit {self.me} --public-key 0x{self.x25519_public.hex()}`)")
+            return None
+        if keys.get(self.me) != self.x25519_public:
+            self.log(f"[red]round {rid}: the registry's key for this node is not its own X25519 key[/]")
+            return None
+        delta = {k: np.asarray(weights[k], dtype=np.float64) - np.asarray(base[k], dtype=np.float64) for k in base}
+        self._secret = os.urandom(32)
+        blob = node_masked_update(delta, secure=rules.secure, ctx=ctx, me=self.me, private_key=self.x25519_private,
+                                  selected=s, public_keys=keys, secret=self._secret,
+                                  weight=secure_weight(samples, info.max_samples))
+        self.log(f"round {rid}: masked update ready ({len(blob):,} bytes; clipped to {rules.secure.fixed.clip:g}, "
+                 f"{len(s)} nodes in the secure set, threshold {rules.secure.threshold})")
+        return blob
+
+    def _resume_unmask(self, info: RoundInfo) -> None:
+        """A node restarted after committing in a secure round still posts its unmasking blob:
+        that needs only its long-term key and the on-chain sets, not the lost round secret."""
+        try:
+            config = decode_json(self.api.blob(info.config_hash, max_bytes=MAX_CONFIG_BYTES),
+                                 max_bytes=MAX_CONFIG_BYTES)
+            if RoundRules.of(config).is_secure and not self.chain.has_unmasked(info.round_id, self.me):
+                self._unmask(info)
+        except FedchainError as exc:
+            self.log(f"[yellow]round {info.round_id}: cannot resume the unmask step: {exc}[/]")
+
+    def _unmask(self, info: RoundInfo) -> None:
+        """After the seal: post this survivor's unmasking blob (off-chain) and its hash (on-chain)."""
+        from fedchain.secure.pipeline import node_unmask_blob
+
+        rid = info.round_id
+        self.log(f"round {rid}: waiting for the aggregator to seal the commit phase")
+        while True:
+            phase = self._chain(lambda: self.chain.unmask_phase(rid), "read the unmask phase")
+            if phase.sealed:
+                break
+            rnd = self._chain(lambda: self.chain.get_round(rid), "getRound")
+            now = self._chain(self.chain.block_timestamp, "read the chain time")
+            if rnd.status != RoundStatus.OPEN or now > phase.unmask_deadline:
+                self.log(f"[yellow]round {rid}: the commit phase was never sealed; nothing to unmask[/]")
+                return
+            time.sleep(self.poll)
+        view = self._chain(lambda: self.chain.secure_view(rid), "read the sealed round")
+        survivors = [c.node for c in view.survivors]
+        if self.me.lower() not in {a.lower() for a in survivors}:
+            self.log(f"[red]round {rid}: the aggregator excluded this node's update at the seal[/] "
+                     f"(the round report says why; the upload receipt in {self.receipts_dir} proves the upload)")
+            return
+        s, keys, ctx = self._secure_round(info)
+        blob = node_unmask_blob(me=self.me, private_key=self.x25519_private, ctx=ctx, selected=s,
+                                committed=survivors, public_keys=keys)
+        h = commitment(blob)
+        sig = sign_upload(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
+        r = self.api.upload_unmask(rid, h, blob, sig)
+        if r.status_code not in (200, 201):
+            self.log(f"[red]round {rid}: unmasking blob refused (HTTP {r.status_code}): {error_detail(r)}[/]")
+            return
+        self._fault(rid, "after-unmask-upload")
+        try:
+            tx = self._chain(lambda: self.chain.submit_unmask(rid, h), "submitUnmask")
+        except ContractRevert as exc:
+            self.log(f"[red]round {rid}: unmasking post refused by the contract: {exc.name} {exc.args_dict}[/]")
+            return
+        self.log(f"round {rid}: posted unmasking shares for {len(survivors)} survivor(s) "
+                 f"({len(s) - len(survivors)} dropped or excluded; gas {tx.gas_used})")
 
     def _keep_receipt(self, rid: int, h: str, r: Any) -> None:
         """Check the aggregator's signed receipt and keep it: proof that it had our blob."""
@@ -181,6 +303,25 @@ class Participant:
                          f"committing directly[/]")
         return self._chain(lambda: self.chain.submit_update(rid, h, samples), "submitUpdate")
 
+    def check_secure_key(self) -> None:
+        """Secure rounds need this node's X25519 key in the registry. If the registry holds another
+        (or none), register ours with updateNode: it takes effect in rounds opened after it."""
+        try:
+            node = self.chain.get_node(self.me)
+        except FedchainError as exc:
+            self.log(f"[yellow]cannot read this node's registry entry: {exc}[/]")
+            return
+        if node.get("publicKey") == self.x25519_public:
+            return
+        try:
+            self._chain(lambda: self.chain.update_node(self.x25519_public, node.get("metadataHash")), "updateNode")
+            self.log(f"registered this node's X25519 key {self.x25519_public.hex()[:16]}… for secure rounds "
+                     f"(it takes effect from the next round opened)")
+        except FedchainError as exc:
+            self.log(f"[yellow]the registry does not hold this node's X25519 key and it cannot be registered "
+                     f"({exc}); secure rounds will leave this node out[/] (the admin can run `fedchain admit "
+                     f"{self.me} --public-key 0x{self.x25519_public.hex()}`)")
+
     def run(self, rounds: int | None, idle_exit: float = 0.0) -> int:
         """Take part in rounds until ``rounds`` are done, or (``idle_exit`` > 0) until no round has
         been open for ``idle_exit`` seconds since one closed: the aggregator has finished."""
@@ -217,6 +358,7 @@ class Participant:
                 continue
             if self._chain(lambda: self.chain.has_committed(rid, self.me), "hasCommitted"):
                 self.log(f"round {rid}: already committed (restarted?)")
+                self._resume_unmask(info)
             elif self._chain(self.chain.block_timestamp, "read the chain time") > info.deadline:
                 self.log(f"round {rid}: deadline passed (chain time) before we saw it; waiting for the next round")
                 continue
@@ -243,6 +385,11 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                           hint="shards are numbered from 0: --shard 0 .. --shard NUM_SHARDS-1")
     hostile = hostile_from_args(args)  # a bad --attack fails before anything connects
     account = resolve_account(private_key=args.private_key, keystore=args.keystore, dev_index=args.dev_account)
+    if getattr(args, "show_public_key", False):
+        from fedchain.chain.accounts import secure_keys
+
+        console.print(f"{account.address} X25519 public key 0x{secure_keys(account)[1].hex()}", highlight=False)
+        return 0
     if args.show_receipts:
         return show_receipts(args.receipts_dir or Path.cwd() / ".fedchain" / "receipts" / account.address, console)
     settings = Settings()
@@ -259,8 +406,24 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
     participant = Participant(chain=chain, api=api, task_spec=args.task, shard=args.shard,
                               num_shards=args.num_shards, data_seed=args.data_seed, data_file=args.data,
                               console=console, commit_mode=args.commit_mode, retry_seconds=args.retry_seconds,
-                              receipts_dir=args.receipts_dir, hostile=hostile)
+                              receipts_dir=args.receipts_dir, hostile=hostile,
+                              crash_at=parse_crash_at(getattr(args, "crash_at", None)))
+    participant.check_secure_key()
     return participant.run(args.rounds, idle_exit=float(getattr(args, "idle_exit", 0) or 0))
+
+
+CRASH_STAGES = ("after-training", "after-upload", "after-commit", "after-unmask-upload")
+
+
+def parse_crash_at(text: str | None) -> tuple[str, int] | None:
+    """``STAGE@ROUND`` (``--crash-at after-upload@2``) as (stage, round); ConfigError if bad."""
+    if not text:
+        return None
+    stage, _, rnd = text.partition("@")
+    if stage not in CRASH_STAGES or not rnd.isdigit() or int(rnd) < 1:
+        raise ConfigError(f"--crash-at must be STAGE@ROUND with STAGE one of {', '.join(CRASH_STAGES)}, got {text!r}",
+                          hint="e.g. --crash-at after-commit@2")
+    return stage, int(rnd)
 
 
 def hostile_from_args(args: argparse.Namespace) -> Any:

@@ -19,6 +19,12 @@ finalized round's report names (absent in its first round), so the state a round
 committed on-chain like everything else. ``training.lr`` may follow a schedule; the aggregator
 writes each round's value into that round's config.
 
+Secure mode (``"mode": "secure"``) adds ``"secure"`` (:class:`fedchain.secure.pipeline.SecureConfig`:
+fixed point, threshold t, optional Skellam noise), ``"unmask_window"`` (seconds after the deadline for
+the unmask phase, also on-chain) and ``"privacy"``: ``{"delta": 1e-5, "budget": ε or null,
+"colluders": 0, "state_hash": the accountant state of the last finalized secure round or null}``.
+Its strategy is always ``fedavg``: robust rules need individual updates, which secure mode hides.
+
 ``blobs.updates`` is ``"members"`` (after the round closes, registered nodes and auditors may read
 update blobs with a signed GET) or ``"public"``. Before the round closes nobody may.
 """
@@ -36,6 +42,9 @@ DEFAULT_MAX_UPDATE_BYTES = 64 * 1024 * 1024
 #: Largest sample count a node may declare unless the config says otherwise.
 DEFAULT_MAX_SAMPLES = 1_000_000
 UPDATE_ACCESS = ("members", "public")
+MODES = ("transparent", "secure")
+#: Strategies secure mode can run: those that need only the (weighted) sum of the updates.
+SECURE_STRATEGIES = ("fedavg",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,14 @@ class RoundRules:
     selection_rate: int
     update_access: str
     strategy: Mapping[str, Any]
+    mode: str = "transparent"
+    secure: Any = None  # SecureConfig in secure mode
+    unmask_window: int = 0
+    privacy: Mapping[str, Any] | None = None
+
+    @property
+    def is_secure(self) -> bool:
+        return self.mode == "secure"
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "RoundRules":
@@ -77,7 +94,28 @@ class RoundRules:
         strategy = config.get("strategy") or {"name": "fedavg", "params": {}}
         if not isinstance(strategy, Mapping) or not isinstance(strategy.get("name"), str):
             raise fail("strategy must be an object with a name")
+        mode = config.get("mode", "transparent")
+        if mode not in MODES:
+            raise fail(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        secure, unmask_window, privacy = None, 0, None
+        if mode == "secure":
+            from fedchain.privacy import PrivacyError
+            from fedchain.secure import SecAggError
+            from fedchain.secure.pipeline import SecureConfig
+
+            if strategy["name"] not in SECURE_STRATEGIES:
+                raise fail(f"strategy {strategy['name']!r} cannot run in secure mode: robust rules need each "
+                           "node's update, which secure aggregation hides; use fedavg, or transparent mode")
+            try:
+                secure = SecureConfig.from_dict(config.get("secure"))
+            except (SecAggError, ConfigError, PrivacyError) as exc:
+                raise fail(f"secure: {exc.message}") from None
+            unmask_window = integer(config.get("unmask_window", 0), "unmask_window", 1, 2**32 - 1)
+            privacy = config.get("privacy") or {}
+            if not isinstance(privacy, Mapping):
+                raise fail("privacy must be an object")
         return cls(
+            mode=mode, secure=secure, unmask_window=unmask_window, privacy=privacy,
             max_update_bytes=integer(limits.get("max_update_bytes", DEFAULT_MAX_UPDATE_BYTES),
                                      "limits.max_update_bytes", 1, 2**40),
             max_samples=integer(config.get("max_samples", 2**64 - 1), "max_samples", 1, 2**64 - 1),
@@ -144,3 +182,43 @@ def parse_schedule(text: str | None) -> dict[str, Any] | None:
                           hint="--lr-schedule constant | cosine:ROUNDS[:MIN_LR] | step:EVERY:GAMMA") from None
     scheduled_lr(1.0, out, 1)  # validates
     return out
+
+
+@dataclass(frozen=True)
+class SecureSettings:
+    """The aggregator's secure-mode options; :meth:`config_for` makes each round's SecureConfig.
+
+    ``threshold`` None: ⌊n/2⌋ + 1 of the n nodes eligible when the round opens (an honest
+    majority). ``noise_multiplier`` z: Skellam noise of standard deviation z · Δ₂ in the sum,
+    planned over ``t - colluders - 1`` contributors (so it holds whenever the round finalizes);
+    None: no DP noise."""
+
+    clip: float = 5.0
+    scale_bits: int = 20
+    modulus_bits: int = 32
+    threshold: int | None = None
+    noise_multiplier: float | None = None
+    colluders: int = 0
+
+    def config_for(self, n_eligible: int, dim: int) -> Any:
+        from fedchain.codec import FixedPointConfig, rounded_l2_bound
+        from fedchain.privacy.noise import SkellamNoise
+        from fedchain.secure.pipeline import SecureConfig
+
+        fixed = FixedPointConfig(clip=float(self.clip), scale_bits=int(self.scale_bits),
+                                 modulus_bits=int(self.modulus_bits))
+        t = self.threshold if self.threshold is not None else n_eligible // 2 + 1
+        if not 1 <= t <= max(1, n_eligible):
+            raise ConfigError(f"secure threshold {t} with {n_eligible} eligible node(s)",
+                              hint="--threshold must be between 1 and the number of admitted nodes")
+        noise = None
+        if self.noise_multiplier:
+            planned = t - self.colluders - 1
+            if planned < 1:
+                raise ConfigError(
+                    f"DP noise needs t - colluders - 1 >= 1 contributors to count (t = {t}, colluders = {self.colluders})",
+                    hint="raise --threshold or lower --colluders")
+            l2 = rounded_l2_bound(fixed.clip * fixed.scale, dim)
+            noise = SkellamNoise.from_noise_multiplier(float(self.noise_multiplier), l2, planned)
+        cfg = SecureConfig(fixed=fixed, threshold=t, noise=noise)
+        return cfg

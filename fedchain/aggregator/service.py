@@ -49,6 +49,10 @@ class RoundSummary:
     gas: dict[str, int] = field(default_factory=dict)
     report_hash: str | None = None
     reasons: dict[str, str] = field(default_factory=dict)
+    mode: str = "transparent"
+    #: Secure rounds with DP noise: the accountant's total ε after this round (at ``delta``).
+    epsilon: float | None = None
+    delta: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,9 @@ class RoundSummary:
             "metrics": self.metrics,
             "gas": self.gas,
             "rejections": self.reasons,
+            "mode": self.mode,
+            "epsilon": self.epsilon,
+            "delta": self.delta,
         }
 
 
@@ -75,13 +82,15 @@ def build_config(
     *, task_spec: str, task_params: dict[str, Any], training: dict[str, Any], strategy: dict[str, Any],
     seed: int, round_id: int, min_updates: int, eval_seed: int, max_samples: int = DEFAULT_MAX_SAMPLES,
     max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES, relay_cutoff: int = 0, selection_rate: int = 0,
-    update_access: str = "members",
+    update_access: str = "members", secure: dict[str, Any] | None = None, unmask_window: int = 0,
+    privacy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A version-2 round config; :class:`RoundRules` checks it."""
+    """A version-2 round config; :class:`RoundRules` checks it. ``secure`` (a SecureConfig's
+    dict) makes it a secure-mode config, with ``unmask_window`` and ``privacy``."""
     config = {
         "version": CONFIG_VERSION,
         "round": round_id,
-        "mode": "transparent",
+        "mode": "secure" if secure is not None else "transparent",
         "task": task_spec,
         "task_params": task_params,
         "training": training,
@@ -95,6 +104,10 @@ def build_config(
         "relay": {"cutoff_seconds": relay_cutoff},
         "blobs": {"updates": update_access},
     }
+    if secure is not None:
+        config["secure"] = secure
+        config["unmask_window"] = unmask_window
+        config["privacy"] = privacy or {}
     RoundRules.of(config)
     return config
 
@@ -119,6 +132,11 @@ class Aggregator:
         selection_rate: int = 0,
         update_access: str = "members",
         lr_schedule: dict[str, Any] | None = None,
+        secure: Any = None,
+        unmask_window: int = 10,
+        privacy_budget: Any = None,
+        privacy_delta: float = 1e-5,
+        colluders: int = 0,
         relay: RelayQueue | None = None,
         censor: Sequence[str] = (),
         poll_interval: float = 0.5,
@@ -144,6 +162,22 @@ class Aggregator:
         self.update_access = update_access
         self.lr_schedule = lr_schedule
         scheduled_lr(1.0, lr_schedule, 1)  # a bad schedule fails before any round opens
+        #: Secure mode: a fedchain.aggregator.config.SecureSettings (None: transparent mode).
+        self.secure = secure
+        self.unmask_window = int(unmask_window)
+        self.privacy_budget = privacy_budget
+        self.privacy_delta = float(privacy_delta)
+        self.colluders = int(secure.colluders if secure is not None else colluders)
+        if secure is not None:
+            from fedchain.aggregator.config import SECURE_STRATEGIES
+
+            if strategy not in SECURE_STRATEGIES:
+                raise ConfigError(
+                    f"strategy {strategy!r} cannot run in secure mode: robust rules need each node's update, "
+                    "which secure aggregation hides from everyone, the aggregator included",
+                    hint="use --strategy fedavg with --mode secure, or --mode transparent for robust rules")
+            if self.unmask_window < 1:
+                raise ConfigError("the unmask window must be at least 1 second", hint="--unmask-window SECONDS")
         self.relay = relay
         #: Misbehaviour for tests of the direct-commit fallback: never relay these nodes.
         self.censor = {c.lower() for c in censor}
@@ -237,21 +271,91 @@ class Aggregator:
             state_hash = self._last_state_hash()
             if state_hash is not None:
                 strategy["state_hash"] = state_hash
+        secure_kw: dict[str, Any] = {}
+        threshold = 0
+        if self.secure is not None:
+            state_hash = self._last_report_field("privacy_state_hash")
+            secure = self._secure_config()
+            self._check_budget(secure, state_hash, min_updates)
+            secure_kw = {"secure": secure.to_dict(), "unmask_window": self.unmask_window,
+                         "privacy": {"delta": self.privacy_delta, "colluders": self.colluders,
+                                     "budget": (None if self.privacy_budget is None
+                                                else float(self.privacy_budget)),
+                                     "state_hash": state_hash}}
+            threshold = secure.threshold
         config = build_config(
             task_spec=self.task_spec, task_params=self.task_params, training=training,
             strategy=strategy, seed=round_seed, round_id=round_id,
             min_updates=min_updates, eval_seed=self.seed, max_samples=self.max_samples,
             max_update_bytes=self.max_blob_bytes, relay_cutoff=self.relay_cutoff,
-            selection_rate=self.selection_rate, update_access=self.update_access,
+            selection_rate=self.selection_rate, update_access=self.update_access, **secure_kw,
         )
         config_hash = self.store.put(encode_json(config))
         rules = RoundRules.of(config)
         # The deadline is chain time: the contract judges it, never our clock.
         deadline = int(self.chain.block_timestamp() + round_seconds)
         params = RoundParams(deadline=deadline, min_updates=min_updates, max_samples=rules.max_samples,
-                             selection_rate=rules.selection_rate, relay_cutoff=rules.relay_cutoff)
+                             selection_rate=rules.selection_rate, relay_cutoff=rules.relay_cutoff,
+                             threshold=threshold, unmask_window=rules.unmask_window)
         rid, tx = self.chain.open_round(base, config_hash, params)
         return rid, {"config": config, "open_gas": tx.gas_used}
+
+    def _last_report_field(self, key: str) -> str | None:
+        """A hash the last finalized round's report names (None before the first round)."""
+        last = self.chain.last_finalized_round_id()
+        if last == 0:
+            return None
+        info = self.chain.get_round(last)
+        if info.report_hash is None or not self.store.has(info.report_hash):
+            raise ConfigError(f"the report of round {last} is not in this aggregator's store",
+                              hint="point FEDCHAIN_DATA_DIR at the store that produced it")
+        report = decode_json(self.store.get(info.report_hash), max_bytes=MAX_CONFIG_BYTES)
+        h = report.get(key) if isinstance(report, dict) else None
+        return h if isinstance(h, str) else None
+
+    def _carried_privacy(self) -> str | None:
+        """A transparent round carries the accountant state forward unchanged (it adds no noise,
+        and the ε of the secure rounds before it still stands)."""
+        try:
+            return self._last_report_field("privacy_state_hash")
+        except ConfigError:
+            return None
+
+    def _privacy_state(self, state_hash: str | None) -> dict[str, Any] | None:
+        if state_hash is None:
+            return None
+        try:
+            return decode_json(self.store.get(state_hash), max_bytes=MAX_CONFIG_BYTES)
+        except BlobNotFound as exc:
+            raise ConfigError(f"the privacy accountant state {state_hash} is not in the store",
+                              hint="point FEDCHAIN_DATA_DIR at the store that produced it") from exc
+
+    def _secure_config(self) -> Any:
+        """This round's SecureConfig: t from the nodes eligible now, noise planned for t."""
+        base = self._base_arrays(self.chain.latest_model_hash(), self.max_blob_bytes)
+        dim = sum(int(v.size) for v in base.values())
+        return self.secure.config_for(self.chain.node_count(), dim)
+
+    def _check_budget(self, secure: Any, state_hash: str | None, min_updates: int) -> None:
+        """Refuse (PrivacyBudgetExceeded) to open a round whose worst case would pass the budget:
+        it is charged as if only max(t, quorum) nodes survived, the fewest that can finalize."""
+        if self.privacy_budget is None:
+            return
+        from fedchain.privacy import PrivacyBudgetExceeded
+        from fedchain.privacy.accountant import RoundPrivacy, ensure_within_budget, new_state
+
+        if secure.noise is None:
+            raise PrivacyBudgetExceeded(
+                "a privacy budget is set but the secure config adds no DP noise: ε would be unbounded",
+                epsilon=float("inf"), budget=float(self.privacy_budget), delta=self.privacy_delta,
+                hint="set --noise-multiplier, or drop --privacy-budget")
+        state = self._privacy_state(state_hash) or new_state(self.privacy_delta)
+        base = self._base_arrays(self.chain.latest_model_hash(), self.max_blob_bytes)
+        dim = sum(int(v.size) for v in base.values())
+        worst = max(secure.threshold, min_updates)
+        rp = RoundPrivacy.for_round(secure.fixed, dim, secure.noise, contributors=worst,
+                                    colluders=self.colluders)
+        ensure_within_budget(state, rp, {"epsilon": float(self.privacy_budget), "delta": self.privacy_delta})
 
     def _last_state_hash(self) -> str | None:
         """The server-optimiser state the last finalized round left (its report names it)."""
@@ -322,6 +426,8 @@ class Aggregator:
         if "open_gas" in opened:
             self.log(f"round {rid} opened (deadline in {round_seconds:.0f} s of chain time, quorum {min_updates})")
         self.wait_for_commitments(rid)
+        if rules.is_secure:
+            return self._run_secure(rid, config, opened)
         # The commit phase is over: the list cannot change any more. Read it at one block.
         info, commitments = self.chain.round_view(rid)
         base = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
@@ -338,6 +444,93 @@ class Aggregator:
             return self._expire(rid, info.deadline, comp, gas)
         return self._finalize(rid, info.base_model_hash, info.config_hash, config, comp, gas)
 
+    # -- secure rounds -------------------------------------------------------------------------
+    def _run_secure(self, rid: int, config: dict[str, Any], opened: dict[str, Any]) -> RoundSummary:
+        """Seal the commit phase (excluding committers whose masked blob is missing or malformed),
+        wait for the survivors' unmasking posts, unmask the sum and merge it; or expire."""
+        from fedchain.aggregator.secure_compute import (
+            SecureRoundInputs, compute_secure_round, privacy_blob, seal_decisions,
+        )
+
+        rules = RoundRules.of(config)
+        gas = {"open": opened["open_gas"]} if "open_gas" in opened else {}
+        view = self.chain.secure_view(rid)
+        info = view.info
+        base = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
+        ctx = RoundContext(self.chain.chain_id, self.chain.rounds_address, rid)
+
+        def fetch(h: str) -> bytes | None:
+            return self.store.get(h) if self.store.has(h) else None
+
+        uploads = (lambda node: self.uploads_lookup(rid, node)) if self.uploads_lookup else None
+        decisions = seal_decisions(config, base, SecureRoundInputs.of(view), fetch, ctx, uploads=uploads)
+        exclusions = {d.node: d.reason or "" for d in decisions if not d.accepted}
+        if not view.phase.sealed:
+            sealed = self._seal(rid, sorted(exclusions), gas)
+            if sealed is None:
+                comp = RoundComputation(decisions=decisions, details={
+                    "error": f"{len(decisions) - len(exclusions)} valid masked update(s): too few survivors "
+                             f"for threshold {rules.secure.threshold} and quorum {info.min_updates}"})
+                return self._expire(rid, info.deadline + rules.unmask_window, comp, gas)
+            self.log(f"round {rid}: commit phase sealed, {len(decisions) - len(exclusions)} survivor(s)"
+                     + (f", {len(exclusions)} excluded" if exclusions else ""))
+        self.wait_for_unmasks(rid)
+        view = self.chain.secure_view(rid)
+        prev_hash = (rules.privacy or {}).get("state_hash")
+        comp = compute_secure_round(config, base, SecureRoundInputs.of(view), fetch, ctx,
+                                    min_updates=info.min_updates, exclusions=exclusions,
+                                    prev_privacy=self._privacy_state(prev_hash))
+        if comp.model_hash is None:
+            return self._expire(rid, view.phase.unmask_deadline, comp, gas)
+        extra: dict[str, Any] = {"secure": {**comp.details.get("secure", {}),
+                                            "selected": list(view.selected),
+                                            "excluded": sorted(exclusions, key=lambda a: int(a, 16)),
+                                            "posts": [{"node": p.node, "unmask_hash": p.unmask_hash}
+                                                      for p in view.posts],
+                                            "weight_sum": comp.details.get("weight_sum")}}
+        state = comp.details.pop("privacy_state", None)
+        comp.details = {}
+        if state is not None:
+            data, h = privacy_blob(state)
+            self.store.put(data, expected_hash=h)
+            extra["privacy"] = state
+            extra["privacy_state_hash"] = h
+            self.log(f"round {rid}: ε = {state['epsilon']:.4g} after {len(state['rounds'])} round(s) "
+                     f"at δ = {state['delta']:g} (this round {state['rounds'][-1]['epsilon']:.4g})")
+        else:
+            extra["privacy"] = None
+            extra["privacy_state_hash"] = prev_hash
+        return self._finalize(rid, info.base_model_hash, info.config_hash, config, comp, gas, extra)
+
+    def _seal(self, rid: int, excluded: list[str], gas: dict[str, int]) -> bool | None:
+        """sealCommitments; None when too few survivors remain (the round can only expire)."""
+        for attempt in range(30):
+            try:
+                tx = self.chain.seal_commitments(rid, excluded)
+                gas["seal"] = tx.gas_used
+                return True
+            except ContractRevert as exc:
+                if exc.name == "TooFewSurvivors":
+                    return None
+                if exc.name == "AlreadySealed":
+                    return True
+                if exc.name != "CommitPhaseOpen" or attempt == 29:
+                    raise
+                time.sleep(1)  # our view said the commit phase was over; the next block agrees
+        return None
+
+    def wait_for_unmasks(self, round_id: int) -> None:
+        """Until every survivor posted its unmasking blob's hash, or the unmask deadline passed
+        by chain time (then at least t posts are needed to finalize)."""
+        while True:
+            phase = self.chain.unmask_phase(round_id)
+            now = self.chain.block_timestamp()
+            if phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline:
+                return
+            if self.on_wait:
+                self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))
+            time.sleep(self.poll)
+
     def _metrics(self, model: dict[str, np.ndarray], config: dict[str, Any]) -> dict[str, float]:
         module = self.task.build_model(config["task_params"], self.model_seed)
         load_arrays_into(module, model)
@@ -345,7 +538,7 @@ class Aggregator:
         return {k: float(v) for k, v in metrics.items()}
 
     def _finalize(self, rid: int, base_hash: str, config_hash: str, config: dict[str, Any],
-                  comp: RoundComputation, gas: dict[str, int]) -> RoundSummary:
+                  comp: RoundComputation, gas: dict[str, int], extra: dict[str, Any] | None = None) -> RoundSummary:
         assert comp.model_bytes is not None and comp.model_hash is not None and comp.model is not None
         self.store.put(comp.model_bytes, expected_hash=comp.model_hash)
         if comp.state_bytes is not None:
@@ -366,6 +559,8 @@ class Aggregator:
             "accepted": len(comp.accepted),
             "rejected": len(comp.rejected),
             "metrics": metrics,
+            "mode": RoundRules.of(config).mode,
+            **(extra if extra is not None else {"privacy_state_hash": self._carried_privacy()}),
         }
         report_hash = self.store.put(encode_json(report))
         for attempt in range(30):
@@ -383,10 +578,12 @@ class Aggregator:
         return RoundSummary(
             round=rid, status="finalized", global_model_hash=comp.model_hash, accepted=len(comp.accepted),
             rejected=len(comp.rejected), metrics=metrics, gas=gas, report_hash=report_hash,
-            reasons={d.node: d.reason or "" for d in comp.rejected},
+            reasons={d.node: d.reason or "" for d in comp.rejected}, mode=report["mode"],
+            epsilon=(report.get("privacy") or {}).get("epsilon"), delta=(report.get("privacy") or {}).get("delta"),
         )
 
     def _expire(self, rid: int, deadline: int, comp: RoundComputation, gas: dict[str, int]) -> RoundSummary:
+        """Wait for ``deadline + grace`` (``deadline``: for a secure round, its unmask deadline), then expire."""
         grace = self.chain.grace_period()
         why = comp.details.get("error") or f"{len(comp.accepted)} valid update(s), below quorum"
         self.log(f"round {rid}: {why}; expiring after the grace period")

@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 from fedchain import __version__
 from fedchain.aggregator.relay import RelayQueue
 from fedchain.api.errors import error_reason
-from fedchain.api.routers import blobs, commitments, health, nodes, rounds, ui, updates
+from fedchain.api.routers import blobs, commitments, health, nodes, rounds, secure, ui, updates
 from fedchain.api.services import KindCache, RulesCache, SpecCache
 from fedchain.chain.types import ChainReader
 from fedchain.errors import FedchainError
@@ -239,6 +239,7 @@ def create_app(
     app.include_router(commitments.router)
     app.include_router(nodes.router)
     app.include_router(blobs.router)
+    app.include_router(secure.router)
     app.include_router(ui.router)  # the dashboard at /ui (static files, not in the OpenAPI document)
     app.openapi = lambda: _openapi_with_error_bodies(app)  # type: ignore[method-assign]
     return app

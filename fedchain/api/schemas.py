@@ -179,3 +179,23 @@ class CommitmentOut(BaseModel):
     signature: str
     relay_closes_at: int = Field(description="Chain time (unix s) after which batches are refused: "
                                              "if the commitment is not on-chain by then, commit directly")
+
+
+class UnmaskUploadOut(BaseModel):
+    round: int
+    node: str = Field(description="The survivor that signed the unmasking blob")
+    blob_hash: str
+    size: int
+
+
+class PrivacyOut(BaseModel):
+    """The privacy accountant state after a round, as its report records it (docs/privacy.md)."""
+
+    round: int = Field(description="The round the state is after (0: no round finalized yet)")
+    mode: str | None = Field(description="The round's mode: transparent or secure")
+    epsilon: float | None = Field(default=None, description="Total ε after the round at the state's δ; "
+                                                            "null when no DP noise was accounted")
+    delta: float | None = None
+    state: dict[str, Any] | None = Field(
+        description="The fedchain/privacy/v1 accountant state (recompute it with fedchain.privacy.accountant."
+                    "verify_state); null for a round without DP noise")

@@ -50,6 +50,7 @@ from fedchain.auth import (
 )
 from fedchain.chain.types import ChainReader, RoundInfo, RoundStatus
 from fedchain.codec import MAX_HEADER_BYTES, UpdateIdentity, decode_json, decode_tensors, decode_update, tensor_spec
+from fedchain.secure.blob import decode_masked_update
 from fedchain.errors import (
     AuthError,
     BlobError,
@@ -289,6 +290,7 @@ class UploadTicket:
     signer: str
     limit: int
     base_model_hash: str
+    config_hash: str = ""
 
 
 class UploadPolicy:
@@ -374,7 +376,7 @@ class UploadPolicy:
             raise _err(Conflict(f"{signer} already committed {committed.update_hash} on-chain for round {round_id}",
                                 hint="one update per node per round"), "duplicate")
         return UploadTicket(round_id=round_id, blob_hash=h, signer=signer, limit=limit,
-                            base_model_hash=info.base_model_hash)
+                            base_model_hash=info.base_model_hash, config_hash=info.config_hash)
 
     async def read_body(self, ticket: UploadTicket, chunks: AsyncIterator[bytes]) -> bytes:
         """Step 8. A disconnect is logged as one line and raises :class:`ClientGone`."""
@@ -424,7 +426,15 @@ class UploadPolicy:
                                     hint="one update per node per round"), "duplicate")
         spec = self.specs.get(self.store, ticket.base_model_hash, ticket.limit)
         identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, round_id, signer)
-        decode_update(body, identity=identity, expected=spec, max_bytes=ticket.limit)  # InvalidBlob -> 422
+        rules = self.rules.get(self.store, ticket.config_hash) if ticket.config_hash else None
+        if rules is not None and rules.is_secure:
+            # A masked update: only its form can be checked (names, shapes, integer dtype, the
+            # share bundle for the round's secure set, the sender). InvalidBlob -> 422.
+            n = len(secure_set_of(self.chain, round_id))
+            decode_masked_update(body, config=rules.secure.fixed, identity=identity, expected=spec, n_selected=n,
+                                 max_bytes=ticket.limit)
+        else:
+            decode_update(body, identity=identity, expected=spec, max_bytes=ticket.limit)  # InvalidBlob -> 422
         self.store.put(body, expected_hash=h)
         with self.indexer.session() as s:
             s.add(Upload(round_id=round_id, node=signer, blob_hash=h, size=len(body),
@@ -446,6 +456,115 @@ class UploadPolicy:
             return None
         sig = sign_receipt(self.signer, self.chain.chain_id, self.chain.rounds_address, round_id, node, blob_hash)
         return ReceiptOut(round=round_id, node=node, blob_hash=blob_hash, signer=self.signer.address, signature=sig)
+
+
+def secure_set_of(chain: ChainReader, round_id: int) -> list[str]:
+    """The secure set S of a round (eligible at opening, with a valid X25519 key), cached: it
+    never changes once the round is open."""
+    got = _SECURE_SETS.get(round_id)
+    if got is not None and got[0] == chain.rounds_address:
+        return got[1]
+    from fedchain.secure.keys import is_valid_public_key
+
+    selected, keys = chain.selected_set(chain.get_round(round_id))  # type: ignore[attr-defined]
+    s = [a for a in selected if is_valid_public_key(keys.get(a, b""))]
+    if len(_SECURE_SETS) > 64:
+        _SECURE_SETS.clear()
+    _SECURE_SETS[round_id] = (chain.rounds_address, s)
+    return s
+
+
+_SECURE_SETS: dict[int, tuple[str, list[str]]] = {}
+
+
+class UnmaskUploadPolicy:
+    """The signed upload of a survivor's unmasking blob in a secure round. Checks, in order:
+
+    1. the signature is 65 bytes of hex (401 ``missing_signature`` / ``bad_signature``), the hash
+       ``0x`` + 64 hex (400 ``bad_hash``)
+    2. the round exists, is open and current (404 ``unknown_round`` / 409 ``round_not_open``) and
+       secure (409 ``not_secure``); its commit phase is sealed (409 ``not_sealed``) and the unmask
+       deadline has not passed by chain time (409 ``unmask_closed``)
+    3. the body is at most the round's ``limits.max_update_bytes`` (413 ``too_large``) and
+       hashes to ``blob_hash`` (400 ``hash_mismatch``)
+    4. the signature (``Upload(round, blobHash)``) recovers to a survivor of the seal (403 ``not_survivor``)
+    5. the body is that survivor's unmasking blob for the on-chain set, revealing exactly what
+       the set implies (422 ``not_own_update``, ``wrong_committed_set``, ``wrong_reveals``, ``malformed``)
+
+    Then it is stored (201; 200 for the same blob again). Its hash goes on-chain with ``submitUnmask``.
+    """
+
+    def __init__(self, *, chain: ChainReader, store: BlobStore, rules: RulesCache) -> None:
+        self.chain, self.store, self.rules = chain, store, rules
+
+    def accept(self, *, round_id: int, blob_hash: str, signature: str | None, body: bytes) -> tuple[dict[str, Any], bool]:
+        from fedchain.secure.keys import RoundContext as SecureContext
+        from fedchain.secure.unmasking import parse_unmask_blob
+
+        sig = UploadPolicy.check_signature_format(signature)
+        h = parse_hash(blob_hash)
+        info = open_round(self.chain, round_id)
+        rules = self.rules.get(self.store, info.config_hash)
+        if not rules.is_secure:
+            raise _err(Conflict(f"round {round_id} is a transparent round: it has no unmask phase"), "not_secure")
+        view = self.chain.secure_view(round_id)  # type: ignore[attr-defined]
+        if not view.phase.sealed:
+            raise _err(Conflict(f"round {round_id}'s commit phase is not sealed yet",
+                                hint="post the unmasking blob after the CommitmentsSealed event"), "not_sealed")
+        now = self.chain.block_timestamp()
+        if now > view.phase.unmask_deadline:
+            raise _err(Conflict(f"the unmask phase of round {round_id} closed at {view.phase.unmask_deadline} "
+                                f"(chain time is {now})"), "unmask_closed")
+        if len(body) > rules.max_update_bytes:
+            raise too_large(rules.max_update_bytes, len(body))
+        actual = commitment(body)
+        if actual != h:
+            raise _err(HashMismatch(f"the body hashes to {actual}, not {h}"), "hash_mismatch")
+        try:
+            signer = recover_upload_signer(sig, self.chain.chain_id, self.chain.rounds_address, round_id, h)
+        except AuthError as exc:
+            raise _err(exc, "bad_signature") from None
+        survivors = [c.node for c in view.survivors]
+        if signer.lower() not in {a.lower() for a in survivors}:
+            raise _err(Forbidden(f"the unmasking signature recovers to {signer}, which is not a survivor of round "
+                                 f"{round_id}'s seal", hint="only committed, non-excluded nodes post unmasking blobs"),
+                       "not_survivor")
+        from fedchain.secure.keys import is_valid_public_key
+
+        s = [a for a in view.selected if is_valid_public_key(view.public_keys.get(a, b""))]
+        ctx = SecureContext(chain_id=self.chain.chain_id, contract=self.chain.rounds_address, round=round_id)
+        try:
+            parse_unmask_blob(body, ctx=ctx, holder=signer, selected=s, committed=survivors)
+        except FedchainError as exc:
+            raise _err(InvalidBlob(exc.message, reason=getattr(exc, "reason", "malformed")),
+                       getattr(exc, "reason", "malformed")) from None
+        created = not self.store.has(h)
+        self.store.put(body, expected_hash=h)
+        log.info("round %s: %s uploaded its unmasking blob %s (%d bytes)", round_id, signer, h, len(body))
+        return {"round": round_id, "node": signer, "blob_hash": h, "size": len(body)}, created
+
+
+def privacy_state(chain: ChainReader, store: BlobStore, round_id: int | None = None) -> dict[str, Any]:
+    """The privacy accountant state after round ``round_id`` (default: the last finalized round),
+    from its report: ``{"round", "mode", "state"}``; ``state`` is None for a round without DP noise."""
+    rid = round_id if round_id is not None else chain.last_finalized_round_id()  # type: ignore[attr-defined]
+    if not rid:
+        return {"round": 0, "mode": None, "state": None}
+    try:
+        info = chain.get_round(rid)
+    except NotFound as exc:
+        raise _err(NotFound(f"round {rid} does not exist", hint="GET /rounds lists the rounds"), "unknown_round") from exc
+    if info.report_hash is None:
+        raise _err(NotFound(f"round {rid} is {info.status.label}: it has no report",
+                            hint="privacy is accounted when a round finalizes"), "no_report")
+    try:
+        report = decode_json(store.get(info.report_hash), max_bytes=MAX_CONFIG_BYTES)
+    except FedchainError as exc:
+        raise _err(ServiceUnavailable(f"the report of round {rid} is not readable here: {exc.message}"),
+                   "report_missing") from None
+    mode = report.get("mode", "transparent") if isinstance(report, dict) else "transparent"
+    state = report.get("privacy") if isinstance(report, dict) else None
+    return {"round": rid, "mode": mode, "state": state if isinstance(state, dict) else None}
 
 
 def too_large(limit: int, size: int | None = None) -> FedchainError:

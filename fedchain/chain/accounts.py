@@ -76,3 +76,13 @@ def resolve_account(
         "no signing key given",
         hint="pass --keystore FILE (password in FEDCHAIN_KEYSTORE_PASSWORD), or --dev-account N on a local anvil chain",
     )
+
+
+def secure_keys(account: LocalAccount) -> tuple[bytes, bytes]:
+    """The node's X25519 key pair for secure aggregation, derived from its signing key
+    (HKDF-SHA256(key, "fedchain/x25519/v1")): (private, public). The public half is what the
+    registry holds as the node's ``publicKey``; the private half never leaves the node."""
+    from fedchain.secure.keys import private_key_from_seed, public_key
+
+    private = private_key_from_seed(bytes(account.key))
+    return private, public_key(private)

@@ -41,3 +41,22 @@ def fold(chain_id: int, contract: str, round_id: int, commitments: Iterable[Comm
     for c in commitments:
         acc = step(acc, c.node, c.update_hash, c.num_samples)
     return acc
+
+
+#: ``ITrainingRounds.UNMASK_DOMAIN``: separates the unmask accumulator from the commit accumulator.
+UNMASK_DOMAIN = keccak(text="fedchain/unmask")
+
+
+def initial_unmask(chain_id: int, contract: str, round_id: int) -> str:
+    """The unmask accumulator's start (``initialUnmaskAccumulator``)."""
+    return bytes32_to_hash(keccak(encode(["uint256", "address", "uint256", "bytes32"],
+                                         [int(chain_id), to_checksum_address(contract), int(round_id), UNMASK_DOMAIN])))
+
+
+def fold_unmasks(chain_id: int, contract: str, round_id: int, posts: Iterable[tuple[str, str]]) -> str:
+    """The unmask accumulator after ``posts`` = [(node, unmask_hash)] in post order (``foldUnmask``)."""
+    acc = initial_unmask(chain_id, contract, round_id)
+    for node, h in posts:
+        acc = bytes32_to_hash(keccak(encode(["bytes32", "address", "bytes32"],
+                                            [hash_to_bytes32(acc), to_checksum_address(node), hash_to_bytes32(h)])))
+    return acc

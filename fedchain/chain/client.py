@@ -23,7 +23,9 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.revert import RevertDecoder
 from fedchain.chain import accumulator
-from fedchain.chain.types import Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, TxResult
+from fedchain.chain.types import (
+    Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, SecureRoundView, TxResult, UnmaskPhase, UnmaskPost,
+)
 from fedchain.errors import ChainError, ConfigError, ContractRevert, NotFound, RpcUnavailable
 from fedchain.hashing import bytes32_to_hash, hash_to_bytes32
 
@@ -265,6 +267,81 @@ class ChainClient:
             )
         return out
 
+    # -- secure rounds -------------------------------------------------------------------------
+    def unmask_phase(self, round_id: int, block: int | None = None) -> UnmaskPhase:
+        """The unmask phase of round ``round_id`` (all zero for a transparent round)."""
+        r = self._call(self.rounds.functions.getUnmaskPhase(int(round_id)), "getUnmaskPhase", block)
+        threshold, deadline, sealed, sealed_at, survivors, unmasks, acc = r
+        return UnmaskPhase(threshold=int(threshold), unmask_deadline=int(deadline), sealed=bool(sealed),
+                           sealed_at=int(sealed_at), survivor_count=int(survivors), unmask_count=int(unmasks),
+                           accumulator=bytes32_to_hash(acc))
+
+    def secure_view(self, round_id: int, block: int | None = None) -> SecureRoundView:
+        """A secure round read at one block (default: the head now): S and its keys from the
+        registry's events before the round opened, the commitments and the unmasking posts (each
+        list checked against its on-chain accumulator and count), and the excluded nodes."""
+        block = self.block_number() if block is None else int(block)
+        info = self.get_round(round_id, block)
+        phase = self.unmask_phase(round_id, block)
+        commitments = self.commitments(round_id, block, info=info)
+        selected, keys = self.selected_set(info)
+        excluded: list[str] = []
+        posts: list[UnmaskPost] = []
+        if phase.sealed:
+            start = max(info.opened_at, self.deploy_block)
+            excluded = [e.args["node"] for e in self._logs(start, block, "CommitmentExcluded", round_id)]
+            if len(excluded) != info.commit_count - phase.survivor_count:
+                raise ChainError(
+                    f"round {round_id}: {len(excluded)} CommitmentExcluded events, but the seal left "
+                    f"{phase.survivor_count} of {info.commit_count} committers",
+                    hint="the RPC endpoint may be pruning or withholding logs; use an archive/full node")
+            posts = [UnmaskPost(round_id, e.args["node"], e.args["unmaskHash"])
+                     for e in self._logs(start, block, "UnmaskSubmitted", round_id)]
+            if len(posts) != phase.unmask_count or accumulator.fold_unmasks(
+                    self.chain_id, self.rounds_address, round_id, [(p.node, p.unmask_hash) for p in posts]
+            ) != phase.accumulator:
+                raise ChainError(
+                    f"round {round_id}: the {len(posts)} UnmaskSubmitted events do not match the on-chain "
+                    f"unmask accumulator (unmaskCount={phase.unmask_count})",
+                    hint="the RPC endpoint may be pruning or withholding logs; use an archive/full node")
+        return SecureRoundView(info=info, phase=phase, selected=selected, public_keys=keys,
+                               commitments=commitments, excluded=excluded, posts=posts)
+
+    def selected_set(self, info: RoundInfo) -> tuple[list[str], dict[str, bytes]]:
+        """The nodes eligible for round ``info`` when it opened (selected, for a sampled round),
+        in protocol order (by address as a number), and the public key each had in effect then:
+        the registry's events replayed up to the round's ``RoundOpened``. A key rotation during
+        the round takes effect in the next one, as the contract's ``keyRound`` says."""
+        names = {"NodeAdmitted", "NodeRemoved", "NodeUpdated", "RoundOpened"}
+        active: dict[str, bytes] = {}
+        found = False
+        for ev in self.events(self.deploy_block, info.opened_at, names=names):
+            if ev.name == "RoundOpened":
+                if int(ev.args["roundId"]) == info.round_id:
+                    found = True
+                    break
+                continue
+            node = ev.args["node"]
+            if ev.name == "NodeRemoved":
+                active.pop(node, None)
+            else:
+                pk = ev.args.get("publicKey") or "0x"
+                active[node] = bytes.fromhex(pk[2:]) if isinstance(pk, str) else bytes(pk)
+        if not found:
+            raise ChainError(f"no RoundOpened event for round {info.round_id} up to block {info.opened_at}",
+                             hint="the RPC endpoint may be pruning logs; use an archive/full node")
+        if len(active) != info.eligible_count:
+            raise ChainError(
+                f"round {info.round_id}: {len(active)} active nodes from the registry's events, but the "
+                f"contract counted {info.eligible_count} eligible",
+                hint="the RPC endpoint may be pruning or withholding logs; use an archive/full node")
+        nodes = sorted(active, key=lambda a: int(a, 16))
+        if info.sampled:
+            seed = hash_to_bytes32(info.seed)
+            nodes = [a for a in nodes if int.from_bytes(keccak(seed + bytes(12) + bytes.fromhex(a[2:])), "big") >> 192
+                     < info.selection_rate]
+        return nodes, {a: active[a] for a in nodes}
+
     def has_committed(self, round_id: int, node: str) -> bool:
         return bool(self._call(self.rounds.functions.hasCommitted(int(round_id), to_checksum_address(node)),
                                "hasCommitted"))
@@ -460,6 +537,22 @@ class ChainClient:
             "admitNode",
         )
 
+    def get_node(self, node: str) -> dict[str, Any]:
+        """The registry entry of ``node``: active, joinedAt, joinedRound, keyRound, metadataHash, publicKey."""
+        r = self._call(self.registry.functions.getNode(to_checksum_address(node)), "getNode")
+        active, joined_at, joined_round, key_round, metadata, public_key = r
+        return {"active": bool(active), "joinedAt": int(joined_at), "joinedRound": int(joined_round),
+                "keyRound": int(key_round), "metadataHash": bytes32_to_hash(metadata), "publicKey": bytes(public_key)}
+
+    def update_node(self, public_key: bytes, metadata_hash: str | None = None) -> TxResult:
+        return self.transact(self.registry.functions.updateNode(bytes(public_key),
+                                                                 hash_to_bytes32(metadata_hash or ZERO_HASH)),
+                             "updateNode")
+
+    def has_unmasked(self, round_id: int, node: str) -> bool:
+        return bool(self._call(self.rounds.functions.hasUnmasked(int(round_id), to_checksum_address(node)),
+                               "hasUnmasked"))
+
     def remove_node(self, node: str) -> TxResult:
         return self.transact(self.registry.functions.removeNode(to_checksum_address(node)), "removeNode")
 
@@ -492,6 +585,23 @@ class ChainClient:
             raw = bytes.fromhex(sig[2:] if sig.startswith("0x") else sig)
             entries.append((hash_to_bytes32(update_hash), int(num_samples), raw[:32], raw[32:64]))
         return self.transact(self.rounds.functions.submitBatch(int(round_id), entries), "submitBatch")
+
+    def seal_commitments(self, round_id: int, excluded: list[str]) -> TxResult:
+        """Close a secure round's commit phase, excluding ``excluded`` (sorted by the contract's rule)."""
+        ordered = sorted({to_checksum_address(a) for a in excluded}, key=lambda a: int(a, 16))
+        return self.transact(self.rounds.functions.sealCommitments(int(round_id), ordered), "sealCommitments")
+
+    def submit_unmask(self, round_id: int, unmask_hash: str) -> TxResult:
+        return self.transact(
+            self.rounds.functions.submitUnmask(int(round_id), hash_to_bytes32(unmask_hash)), "submitUnmask")
+
+    def submit_unmask_batch(self, round_id: int, signed: list[tuple[str, str]]) -> TxResult:
+        """Relay signed unmasking posts ``[(unmask_hash, compact_signature)]`` (bad ones are skipped)."""
+        entries = []
+        for unmask_hash, sig in signed:
+            raw = bytes.fromhex(sig[2:] if sig.startswith("0x") else sig)
+            entries.append((hash_to_bytes32(unmask_hash), raw[:32], raw[32:64]))
+        return self.transact(self.rounds.functions.submitUnmaskBatch(int(round_id), entries), "submitUnmaskBatch")
 
     def finalize_round(self, round_id: int, model_hash: str, report_hash: str, accepted: int) -> TxResult:
         return self.transact(

@@ -57,7 +57,7 @@ def deploy(
     aggregator: str | None = None,
     grace_period: int = 60,
     genesis_hash: str | None = None,
-    admit: Sequence[str] = (),
+    admit: Sequence[str | tuple[str, bytes]] = (),
     log: Callable[[str], None] = print,
 ) -> Deployment:
     """Deploy TrainingRounds, grant AGGREGATOR_ROLE, optionally set genesis and admit nodes."""
@@ -78,9 +78,11 @@ def deploy(
     if genesis_hash:
         client.set_genesis_model(genesis_hash)
         log(f"genesis model  {genesis_hash}")
-    for node in admit:
-        client.admit_node(node)
-        log(f"admitted node  {to_checksum_address(node)}")
+    for entry in admit:
+        # An address, or (address, public key): the node's X25519 key for secure rounds.
+        node, key = (entry, b"") if isinstance(entry, str) else (entry[0], bytes(entry[1]))
+        client.admit_node(node, key)
+        log(f"admitted node  {to_checksum_address(node)}" + (f" (X25519 key {key.hex()[:16]}…)" if key else ""))
     path = write_deployment(dep, deployments_dir)
     log(f"wrote {path}")
     return dep

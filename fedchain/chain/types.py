@@ -40,10 +40,16 @@ class RoundParams:
     max_samples: int
     selection_rate: int = 0  # 0: every eligible node; else selected iff H(seed, node) >> 192 < rate
     relay_cutoff: int = 0  # seconds before the deadline after which relayed batches are refused
+    threshold: int = 0  # secure rounds: t of the t-of-n unmasking; 0 for a transparent round
+    unmask_window: int = 0  # secure rounds: seconds after the deadline for the unmask phase
 
-    def as_tuple(self) -> tuple[int, int, int, int, int]:
+    @property
+    def secure(self) -> bool:
+        return self.threshold != 0
+
+    def as_tuple(self) -> tuple[int, ...]:
         return (int(self.deadline), int(self.min_updates), int(self.max_samples), int(self.selection_rate),
-                int(self.relay_cutoff))
+                int(self.relay_cutoff), int(self.threshold), int(self.unmask_window))
 
 
 @dataclass(frozen=True)
@@ -131,3 +137,47 @@ class ChainReader(Protocol):
     def genesis_model_hash(self) -> str | None: ...
     def events(self, from_block: int, to_block: int | None = None) -> list[EventRecord]: ...
     def receipt(self, tx_hash: str) -> TxResult: ...
+
+
+@dataclass(frozen=True)
+class UnmaskPhase:
+    """A secure round's unmask phase (``ITrainingRounds.UnmaskPhase``); all zero for a transparent round."""
+
+    threshold: int = 0
+    unmask_deadline: int = 0  # chain time (seconds): last block in which unmasking posts count
+    sealed: bool = False
+    sealed_at: int = 0  # block number
+    survivor_count: int = 0
+    unmask_count: int = 0
+    accumulator: str = "0x" + "00" * 32
+
+    @property
+    def secure(self) -> bool:
+        return self.threshold != 0
+
+
+@dataclass(frozen=True)
+class UnmaskPost:
+    round_id: int
+    node: str
+    unmask_hash: str
+
+
+@dataclass(frozen=True)
+class SecureRoundView:
+    """Everything public about a secure round, read at one block: the selected set S with the
+    X25519 keys in effect for the round, the commitments, the nodes the seal excluded, the
+    survivors C' (committers minus excluded, in protocol order) and the unmasking posts."""
+
+    info: RoundInfo
+    phase: UnmaskPhase
+    selected: list[str]
+    public_keys: dict[str, bytes]
+    commitments: list[Commitment]
+    excluded: list[str]
+    posts: list[UnmaskPost]
+
+    @property
+    def survivors(self) -> list[Commitment]:
+        out = {e.lower() for e in self.excluded}
+        return sorted((c for c in self.commitments if c.node.lower() not in out), key=lambda c: int(c.node, 16))

@@ -70,19 +70,21 @@ class DevChain:
 def deploy_dev_chain(workdir: Path, admit: "Iterable[int]", *, grace: int = GRACE) -> DevChain:
     """Start anvil and deploy; admit the dev accounts ``admit``. Stops anvil again if deploying fails."""
     from fedchain.aggregator.service import genesis_model
-    from fedchain.chain.accounts import dev_account
+    from fedchain.chain.accounts import dev_account, secure_keys
     from fedchain.chain.deploy import deploy
     from fedchain.devchain import env_with_repo, free_port, start_anvil
     from fedchain.tasks import load_task
 
     rpc_url = f"http://127.0.0.1:{free_port()}"
     deployments_dir, data_dir = workdir / "deployments", workdir / "aggregator"
-    anvil = start_anvil(int(rpc_url.rsplit(":", 1)[1]), log_path=workdir / "anvil.log", block_time=1)
+    admit = list(admit)
+    anvil = start_anvil(int(rpc_url.rsplit(":", 1)[1]), accounts=max(10, max(admit, default=0) + 2),
+                        log_path=workdir / "anvil.log", block_time=1)
     try:
         task = load_task("options-iv")
         _, genesis = genesis_model(task, task.default_params(), 0)
         deploy(rpc_url, dev_account(0), repo_root=REPO_ROOT, deployments_dir=deployments_dir, grace_period=grace,
-               genesis_hash=genesis, admit=[dev_account(i).address for i in admit], log=lambda m: None)
+               genesis_hash=genesis, admit=[(dev_account(i).address, secure_keys(dev_account(i))[1]) for i in admit], log=lambda m: None)
         chain = ChainClient.connect(rpc_url, deployments_dir=deployments_dir, repo_root=REPO_ROOT)
     except BaseException:
         stop_all([anvil])
