@@ -152,9 +152,12 @@ class ApiClient:
         return self.request("PUT", f"/rounds/{round_id}/updates/{blob_hash}", content=data,
                             headers={"X-Fedchain-Signature": signature, "Content-Type": "application/octet-stream"})
 
-    def upload_unmask(self, round_id: int, blob_hash: str, data: bytes, signature: str) -> httpx.Response:
-        return self.request("PUT", f"/rounds/{round_id}/unmask/{blob_hash}", content=data,
-                            headers={"X-Fedchain-Signature": signature, "Content-Type": "application/octet-stream"})
+    def upload_unmask(self, round_id: int, blob_hash: str, data: bytes, signature: str,
+                      relay_signature: str | None = None) -> httpx.Response:
+        headers = {"X-Fedchain-Signature": signature, "Content-Type": "application/octet-stream"}
+        if relay_signature:
+            headers["X-Fedchain-Relay-Signature"] = relay_signature
+        return self.request("PUT", f"/rounds/{round_id}/unmask/{blob_hash}", content=data, headers=headers)
 
     def post_commitment(self, round_id: int, update_hash: str, num_samples: int, signature: str) -> httpx.Response:
         return self.request("POST", f"/rounds/{round_id}/commitments",

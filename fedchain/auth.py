@@ -13,6 +13,8 @@ so no signature can be replayed on another chain or deployment. The messages:
   relayed on-chain in ``submitBatch`` (the contract recovers it with ``ecrecover``).
 - ``Receipt(uint256 round, address node, bytes32 blobHash)``: the aggregator's signed
   acknowledgement of an upload. A node that holds one can prove the aggregator had its blob.
+- ``Unmask(uint256 roundId, bytes32 unmaskHash)``: a survivor's post of its unmasking blob's hash in
+  a secure round, relayed on-chain in ``submitUnmaskBatch``.
 - ``BlobRead(bytes32 blobHash, uint64 expiresAt)``: a short-lived permission to read a sealed
   update blob (header ``X-Fedchain-Read``), by a registered node or an auditor.
 """
@@ -58,6 +60,7 @@ MESSAGES: dict[str, list[dict[str, str]]] = {
         {"name": "blobHash", "type": "bytes32"},
     ],
     "BlobRead": [{"name": "blobHash", "type": "bytes32"}, {"name": "expiresAt", "type": "uint64"}],
+    "Unmask": [{"name": "roundId", "type": "uint256"}, {"name": "unmaskHash", "type": "bytes32"}],
 }
 
 UPLOAD_TYPES: dict[str, list[dict[str, str]]] = {"EIP712Domain": _DOMAIN_FIELDS, "Upload": MESSAGES["Upload"]}
@@ -164,19 +167,36 @@ def sign_commitment(account: LocalAccount, chain_id: int, contract: str, round_i
                                  {"roundId": int(round_id), "updateHash": update_hash, "numSamples": int(num_samples)}))
 
 
-def recover_commitment_signer(compact: str, chain_id: int, contract: str, round_id: int, update_hash: str,
-                              num_samples: int) -> str:
-    """The signer of a compact commitment signature (what the contract's ``ecrecover`` yields)."""
+def sign_unmask(account: LocalAccount, chain_id: int, contract: str, round_id: int, unmask_hash: str) -> str:
+    """A survivor's signed unmasking post for ``submitUnmaskBatch``, EIP-2098 compact (0x + 128 hex)."""
+    return to_compact(sign_typed(account, chain_id, contract, "Unmask",
+                                 {"roundId": int(round_id), "unmaskHash": unmask_hash}))
+
+
+def recover_unmask_signer(compact: str, chain_id: int, contract: str, round_id: int, unmask_hash: str) -> str:
+    """The signer of a compact ``Unmask`` signature (what the contract's ``ecrecover`` yields)."""
+    return recover_typed(_from_compact(compact, "unmask relay"), chain_id, contract, "Unmask",
+                         {"roundId": int(round_id), "unmaskHash": unmask_hash})
+
+
+def _from_compact(compact: str, what: str) -> str:
+    """The 65-byte (r, s, v) form of an EIP-2098 compact signature, as 0x-hex."""
     body = compact[2:] if compact.startswith("0x") else compact
     try:
         raw = bytes.fromhex(body)
     except ValueError as exc:
-        raise AuthError("commitment signature is not hex") from exc
+        raise AuthError(f"{what} signature is not hex") from exc
     if len(raw) != 64:
-        raise AuthError(f"commitment signature is {len(raw)} bytes, expected 64 (EIP-2098 compact form)")
+        raise AuthError(f"{what} signature is {len(raw)} bytes, expected 64 (EIP-2098 compact form)")
     vs = int.from_bytes(raw[32:], "big")
     full = raw[:32] + (vs & ((1 << 255) - 1)).to_bytes(32, "big") + bytes([27 + (vs >> 255)])
-    return recover_typed("0x" + full.hex(), chain_id, contract, "Commitment",
+    return "0x" + full.hex()
+
+
+def recover_commitment_signer(compact: str, chain_id: int, contract: str, round_id: int, update_hash: str,
+                              num_samples: int) -> str:
+    """The signer of a compact commitment signature (what the contract's ``ecrecover`` yields)."""
+    return recover_typed(_from_compact(compact, "commitment"), chain_id, contract, "Commitment",
                          {"roundId": int(round_id), "updateHash": update_hash, "numSamples": int(num_samples)})
 
 

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from fedchain.aggregator.config import MAX_CONFIG_BYTES, RoundRules
 from fedchain.apiclient import ApiClient, error_detail
-from fedchain.auth import recover_receipt_signer, sign_commitment, sign_upload
+from fedchain.auth import recover_receipt_signer, sign_commitment, sign_unmask, sign_upload
 from fedchain.chain.accounts import resolve_account
 from fedchain.chain.client import ChainClient, connect_local_or_api
 from fedchain.chain.types import RoundInfo, RoundStatus
@@ -246,18 +246,35 @@ class Participant:
                                 committed=survivors, public_keys=keys)
         h = commitment(blob)
         sig = sign_upload(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
-        r = self.api.upload_unmask(rid, h, blob, sig)
+        relay_sig = (sign_unmask(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
+                     if self.commit_mode == "relay" else None)
+        r = self.api.upload_unmask(rid, h, blob, sig, relay_sig)
         if r.status_code not in (200, 201):
             self.log(f"[red]round {rid}: unmasking blob refused (HTTP {r.status_code}): {error_detail(r)}[/]")
-            return
+            if relay_sig is None or r.status_code >= 500:
+                return
+            r = self.api.upload_unmask(rid, h, blob, sig)  # past the relay cut-off: upload, then post directly
+            if r.status_code not in (200, 201):
+                return
         self._fault(rid, "after-unmask-upload")
+        what = f"{len(survivors)} survivor(s) ({len(s) - len(survivors)} dropped or excluded"
+        if relay_sig is not None and (r.json() or {}).get("relay") == "queued":
+            closes = phase.unmask_deadline - info.relay_cutoff
+            while self._chain(self.chain.block_timestamp, "read the chain time") <= closes + 1:
+                if self._chain(lambda: self.chain.has_unmasked(rid, self.me), "hasUnmasked"):
+                    self.log(f"round {rid}: unmasking shares for {what}; relayed by the aggregator)")
+                    return
+                time.sleep(self.poll)
+            if self._chain(lambda: self.chain.has_unmasked(rid, self.me), "hasUnmasked"):
+                return
+            self.log(f"[yellow]round {rid}: the relayed unmasking post is not on-chain by the cut-off; posting "
+                     f"directly[/]")
         try:
             tx = self._chain(lambda: self.chain.submit_unmask(rid, h), "submitUnmask")
         except ContractRevert as exc:
             self.log(f"[red]round {rid}: unmasking post refused by the contract: {exc.name} {exc.args_dict}[/]")
             return
-        self.log(f"round {rid}: posted unmasking shares for {len(survivors)} survivor(s) "
-                 f"({len(s) - len(survivors)} dropped or excluded; gas {tx.gas_used})")
+        self.log(f"round {rid}: posted unmasking shares for {what}; gas {tx.gas_used})")
 
     def _keep_receipt(self, rid: int, h: str, r: Any) -> None:
         """Check the aggregator's signed receipt and keep it: proof that it had our blob."""

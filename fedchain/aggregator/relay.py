@@ -24,6 +24,16 @@ class SignedCommitment:
     signature: str  # EIP-2098 compact, 0x + 128 hex
 
 
+@dataclass(frozen=True)
+class SignedUnmask:
+    """A survivor's signed unmasking post (secure rounds), for ``submitUnmaskBatch``."""
+
+    round_id: int
+    node: str
+    unmask_hash: str
+    signature: str  # EIP-2098 compact
+
+
 class RelayQueue:
     """Thread-safe: the API adds, the round loop takes. One entry per (round, node); a node that
     posts again replaces its entry (the contract keeps only its first on-chain commitment)."""
@@ -31,6 +41,7 @@ class RelayQueue:
     def __init__(self, max_entries: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], SignedCommitment] = {}
+        self._unmasks: dict[tuple[int, str], SignedUnmask] = {}
         self.max_entries = max_entries
         #: Set by :meth:`add`; the round loop waits on it instead of polling.
         self.arrived = threading.Event()
@@ -54,6 +65,23 @@ class RelayQueue:
             self.arrived.clear()
         return mine
 
+    def add_unmask(self, entry: SignedUnmask) -> bool:
+        """Queue a signed unmasking post; False if the queue is full."""
+        with self._lock:
+            key = (entry.round_id, entry.node)
+            if key not in self._unmasks and len(self._unmasks) >= self.max_entries:
+                return False
+            self._unmasks[key] = entry
+        self.arrived.set()
+        return True
+
+    def take_unmasks(self, round_id: int) -> list[SignedUnmask]:
+        """Remove and return the queued unmasking posts of ``round_id`` (others are dropped)."""
+        with self._lock:
+            mine = sorted((e for (r, _), e in self._unmasks.items() if r == round_id), key=lambda e: e.node.lower())
+            self._unmasks.clear()
+        return mine
+
     def __len__(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + len(self._unmasks)

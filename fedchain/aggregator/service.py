@@ -522,14 +522,41 @@ class Aggregator:
     def wait_for_unmasks(self, round_id: int) -> None:
         """Until every survivor posted its unmasking blob's hash, or the unmask deadline passed
         by chain time (then at least t posts are needed to finalize)."""
+        info = self.chain.get_round(round_id)
         while True:
+            phase = self.chain.unmask_phase(round_id)
+            self.relay_unmasks(round_id, phase.unmask_deadline - info.relay_cutoff)
             phase = self.chain.unmask_phase(round_id)
             now = self.chain.block_timestamp()
             if phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline:
                 return
             if self.on_wait:
                 self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))
-            time.sleep(self.poll)
+            if self.relay is not None:
+                self.relay.arrived.wait(self.poll)
+            else:
+                time.sleep(self.poll)
+
+    def relay_unmasks(self, round_id: int, closes_at: int) -> int:
+        """Relay queued unmasking posts in one ``submitUnmaskBatch``; returns how many were sent."""
+        if self.relay is None:
+            return 0
+        entries = [e for e in self.relay.take_unmasks(round_id) if e.node.lower() not in self.censor]
+        if not entries:
+            return 0
+        if self.chain.block_timestamp() > closes_at:
+            self.log(f"round {round_id}: {len(entries)} unmasking post(s) arrived after the relay cut-off; "
+                     "their nodes post directly")
+            return 0
+        try:
+            tx = self.chain.submit_unmask_batch(round_id, [(e.unmask_hash, e.signature) for e in entries])
+        except ContractRevert as exc:
+            self.log(f"round {round_id}: unmask relay refused by the contract: {exc.name}; nodes post directly")
+            return 0
+        skipped = [e for e in tx.events if e.name == "UnmaskSkipped"]
+        self.log(f"round {round_id}: relayed {len(entries) - len(skipped)} unmasking post(s) in one batch "
+                 f"(gas {tx.gas_used:,}" + (f", {len(skipped)} skipped" if skipped else "") + ")")
+        return len(entries)
 
     def _metrics(self, model: dict[str, np.ndarray], config: dict[str, Any]) -> dict[str, float]:
         module = self.task.build_model(config["task_params"], self.model_seed)

@@ -186,6 +186,7 @@ class UnmaskUploadOut(BaseModel):
     node: str = Field(description="The survivor that signed the unmasking blob")
     blob_hash: str
     size: int
+    relay: str | None = Field(default=None, description='"queued" when the aggregator will relay the hash on-chain')
 
 
 class PrivacyOut(BaseModel):

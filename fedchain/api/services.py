@@ -491,13 +491,18 @@ class UnmaskUploadPolicy:
     5. the body is that survivor's unmasking blob for the on-chain set, revealing exactly what
        the set implies (422 ``not_own_update``, ``wrong_committed_set``, ``wrong_reveals``, ``malformed``)
 
-    Then it is stored (201; 200 for the same blob again). Its hash goes on-chain with ``submitUnmask``.
+    Then it is stored (201; 200 for the same blob again). Its hash goes on-chain with ``submitUnmask``,
+    or, for a node without ETH, with the aggregator's ``submitUnmaskBatch``: the node sends its
+    ``Unmask(roundId, unmaskHash)`` signature in ``X-Fedchain-Relay-Signature`` (401 ``bad_signature``
+    if it does not recover to the same survivor; 409 ``relay_closed`` after ``unmaskDeadline -
+    relayCutoff``, when the node posts directly), and the answer says ``relay: "queued"``.
     """
 
-    def __init__(self, *, chain: ChainReader, store: BlobStore, rules: RulesCache) -> None:
-        self.chain, self.store, self.rules = chain, store, rules
+    def __init__(self, *, chain: ChainReader, store: BlobStore, rules: RulesCache, relay: RelayQueue | None = None) -> None:
+        self.chain, self.store, self.rules, self.relay = chain, store, rules, relay
 
-    def accept(self, *, round_id: int, blob_hash: str, signature: str | None, body: bytes) -> tuple[dict[str, Any], bool]:
+    def accept(self, *, round_id: int, blob_hash: str, signature: str | None, body: bytes,
+               relay_signature: str | None = None) -> tuple[dict[str, Any], bool]:
         from fedchain.secure.keys import RoundContext as SecureContext
         from fedchain.secure.unmasking import parse_unmask_blob
 
@@ -538,10 +543,39 @@ class UnmaskUploadPolicy:
         except FedchainError as exc:
             raise _err(InvalidBlob(exc.message, reason=getattr(exc, "reason", "malformed")),
                        getattr(exc, "reason", "malformed")) from None
+        relayed = None
+        if relay_signature:
+            relayed = self._queue(round_id, h, signer, relay_signature, info, view.phase.unmask_deadline, now)
         created = not self.store.has(h)
         self.store.put(body, expected_hash=h)
         log.info("round %s: %s uploaded its unmasking blob %s (%d bytes)", round_id, signer, h, len(body))
-        return {"round": round_id, "node": signer, "blob_hash": h, "size": len(body)}, created
+        return {"round": round_id, "node": signer, "blob_hash": h, "size": len(body), "relay": relayed}, created
+
+    def _queue(self, round_id: int, h: str, signer: str, signature: str, info: RoundInfo, unmask_deadline: int,
+               now: int) -> str:
+        from fedchain.aggregator.relay import SignedUnmask
+        from fedchain.auth import recover_unmask_signer
+
+        if self.relay is None:
+            raise _err(Conflict("this aggregator does not relay", hint="post the hash with submitUnmask"),
+                       "relay_unavailable")
+        closes = unmask_deadline - info.relay_cutoff
+        if now > closes:
+            raise _err(Conflict(f"relayed unmasking posts of round {round_id} closed at {closes} (chain time {now})",
+                                hint="post the hash directly with submitUnmask"), "relay_closed")
+        try:
+            relayed_by = recover_unmask_signer(signature.strip(), self.chain.chain_id, self.chain.rounds_address,
+                                               round_id, h)
+        except AuthError as exc:
+            raise _err(exc, "bad_signature") from None
+        if relayed_by.lower() != signer.lower():
+            raise _err(AuthError(f"the relay signature recovers to {relayed_by}, not the uploader {signer}",
+                                 hint="sign Unmask(roundId, unmaskHash) with the same key (fedchain.auth.sign_unmask)"),
+                       "bad_signature")
+        if not self.relay.add_unmask(SignedUnmask(round_id, signer, h, signature.strip())):
+            raise _err(ServiceUnavailable("the relay queue is full", hint="post directly with submitUnmask"),
+                       "relay_full")
+        return "queued"
 
 
 def privacy_state(chain: ChainReader, store: BlobStore, round_id: int | None = None) -> dict[str, Any]:

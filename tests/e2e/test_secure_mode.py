@@ -1,7 +1,7 @@
 """End to end: secure mode (issue #9) on a real anvil, the real aggregator (uvicorn) and ten real
 node processes, with dropouts that are real crashes (``--crash-at``: the process dies there).
 
-Threshold t = 6 of 10 (the default majority). The federation runs three rounds:
+Threshold t = 6 of 10 (the default majority). Node 8 runs in relay mode. The federation runs three rounds:
 
 1. nodes 1-3 die after uploading their masked update, before committing: 7 survivors, the
    survivors reveal the pair seeds of the three dropped nodes, and the round finalizes;
@@ -42,6 +42,8 @@ NOISE = 0.05
 CRASHES = {1: "after-upload@1", 2: "after-upload@1", 3: "after-upload@1",
            4: "after-commit@2", 5: "after-commit@2", 6: "after-commit@2"}
 ROUND3_CRASHES = (1, 2, 3, 4, 5)
+#: A node without gas in mind: its commitment and its unmasking post are relayed by the aggregator.
+RELAYED = 8
 
 
 class SecureFed:
@@ -57,6 +59,8 @@ class SecureFed:
 
     def start_node(self, i: int, crash: str | None, tag: str) -> None:
         extra = ["--crash-at", crash] if crash else []
+        if i == RELAYED:
+            extra += ["--commit-mode", "relay"]
         p = _spawn([sys.executable, "-m", "node", "--rpc-url", self.rpc_url, "--api-url", self.api_url,
                     "--dev-account", str(i), "--shard", str(i - 1), "--num-shards", str(NODES), "--idle-exit", "20",
                     "--receipts-dir", str(self.workdir / "receipts" / f"node-{i}"), *extra],
@@ -222,3 +226,11 @@ def test_secure_mode_refuses_a_robust_strategy_with_the_reason(secure_fed):
                        "--dev-account", "0", timeout=60)
     assert r.returncode != 0
     assert "cannot run in secure mode" in (r.stdout + r.stderr) and "Traceback" not in r.stderr
+
+
+def test_a_relay_mode_node_has_its_unmasking_post_relayed(secure_fed):
+    log = "".join(secure_fed.log(p.stem) for p in secure_fed.workdir.glob(f"node-{RELAYED}-*.log"))
+    assert "relayed by the aggregator" in log, log[-3000:]
+    assert "relayed" in secure_fed.log("aggregator") and "unmasking post(s) in one batch" in secure_fed.log("aggregator")
+    posters = {p.lower() for p in secure_fed.report(1)["secure"]["posters"]}
+    assert dev_account(RELAYED).address.lower() in posters
