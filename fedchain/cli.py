@@ -541,7 +541,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo",
                    help="logs, deployment and aggregator data (emptied first; one demo per folder)")
     m.add_argument("--strategy", default="fedavg", help="the aggregator's merge rule (docs/strategies.md)")
-    add_secure_arguments(m)
+    add_secure_arguments(m, noise_default=0.002)
+    m.add_argument("--crash-at", action="append", default=[], metavar="NODE=STAGE@ROUND",
+                   help="make node NODE (1..N) crash at STAGE of round ROUND, to see a dropout (repeatable); STAGE: "
+                        "after-training, after-upload, after-commit, after-unmask-upload (default: no crash)")
     m.add_argument("--strategy-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a strategy parameter (repeatable), e.g. beta=0.2")
     m.add_argument("--byzantine", type=int, default=0, metavar="K",

@@ -160,8 +160,9 @@ def parse_key_values(pairs: Any, *, option: str) -> dict[str, Any]:
     return out
 
 
-def add_secure_arguments(p: argparse.ArgumentParser) -> None:
-    """--mode and the secure-mode options (docs/privacy.md), shared by `aggregator` and `demo`."""
+def add_secure_arguments(p: argparse.ArgumentParser, *, noise_default: float = 0.0) -> None:
+    """--mode and the secure-mode options (docs/privacy.md), shared by `aggregator` and `demo`
+    (the demo adds a little noise by default, so that it has an ε to print)."""
     g = p.add_argument_group("secure mode (--mode secure: secure aggregation and distributed DP, docs/privacy.md)")
     g.add_argument("--mode", choices=("transparent", "secure"), default="transparent",
                    help="transparent: plaintext updates, any strategy; secure: masked updates, only their sum is "
@@ -172,7 +173,7 @@ def add_secure_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--modulus-bits", type=int, choices=(32, 64), default=32, help="integers modulo 2^M")
     g.add_argument("--threshold", type=int, default=None,
                    help="t of the t-of-n unmasking (default: a majority of the admitted nodes, n // 2 + 1)")
-    g.add_argument("--noise-multiplier", type=float, default=0.0,
+    g.add_argument("--noise-multiplier", type=float, default=noise_default,
                    help="Skellam DP noise in the sum, standard deviation z x the L2 sensitivity (0: no DP noise)")
     g.add_argument("--colluders", type=int, default=0,
                    help="nodes assumed to collude with the aggregator: their noise is not counted in ε")

@@ -38,11 +38,13 @@ SECURE_OPTIONS = ("mode", "clip", "scale_bits", "modulus_bits", "threshold", "no
 
 def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,
                  rounds: int | None, data_seed: int = 0, attack: str | None = None,
-                 attack_params: list[str] | None = None) -> list[str]:
+                 attack_params: list[str] | None = None, crash_at: str | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "node", "--rpc-url", rpc_url, "--api-url", api_url, "--dev-account", str(dev_index),
            "--shard", str(shard), "--num-shards", str(num_shards), "--task", task, "--data-seed", str(data_seed)]
     if rounds is not None:
         cmd += ["--rounds", str(rounds)]
+    if crash_at:
+        cmd += ["--crash-at", crash_at]
     if attack:
         cmd += ["--attack", attack]
         for pair in attack_params or []:
@@ -93,6 +95,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
     min_updates = args.min_updates or max(1, n - 1)
     workdir: Path = args.workdir
     byzantine, attack, attack_params = hostile_plan(args, n, workdir)
+    crashes = crash_plan(args, n)  # a bad --crash-at fails before anything starts
     strategy_params = _strategy_params(args)
     from fedchain.aggregator.lock import take
 
@@ -139,7 +142,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             procs.append(subprocess.Popen(
                 node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
                              task=args.task, rounds=rounds, data_seed=args.seed,
-                             attack=attack if hostile else None, attack_params=attack_params if hostile else None),
+                             attack=attack if hostile else None, attack_params=attack_params if hostile else None,
+                             crash_at=crashes.get(i)),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=Path.cwd(),
             ))
         console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
@@ -155,8 +159,12 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         _check_strategy(agg, strategy, strategy_params)
         summaries: list[Any] = []
         name, unit, lower = metric_label(args.task, task.primary_metric)
-        console.print(f"each round: every node trains the global model on its own shard, uploads the update "
-                      f"and commits its hash on-chain; the aggregator merges ({strategy}) and scores the new "
+        secure = getattr(args, "mode", "transparent") == "secure"
+        how = ("clips, noises and masks its update (secure aggregation: nobody can read it), uploads it and commits "
+               "its hash on-chain; once the commit phase is sealed the survivors post unmasking shares, and the "
+               "aggregator unmasks only the sum, merges it" if secure else
+               f"uploads the update and commits its hash on-chain; the aggregator merges ({strategy})")
+        console.print(f"each round: every node trains the global model on its own shard, {how} and scores the new "
                       f"model on a held-out set: val {name}" + (f" in {unit}" if unit else "")
                       + f", {'lower' if lower else 'higher'} is better", highlight=False)
 
@@ -179,6 +187,11 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
 
             agg.run(rounds=rounds, min_updates=min_updates, round_seconds=args.round_seconds, on_round=on_round)
         api.indexer.sync()
+        eps = [s.epsilon for s in summaries if s.epsilon is not None]
+        if eps:
+            console.print(f"privacy: ε = {eps[-1]:.4g} at δ = {summaries[-1].delta:g} after {len(eps)} secure round(s) "
+                          f"(user level, per node; GET {api_url}/privacy has the accountant state). With "
+                          f"{n} nodes this ε is large: docs/privacy.md, 'Small cohorts'", highlight=False)
         console.print()
         comparison = None
         if not getattr(args, "no_compare", False):
@@ -221,6 +234,22 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             api.stop()
         stop_process(anvil)
         held.release()
+
+
+def crash_plan(args: argparse.Namespace, n: int) -> dict[int, str]:
+    """``--crash-at NODE=STAGE@ROUND`` (repeatable) as {node number: STAGE@ROUND}; ConfigError if bad."""
+    from fedchain.errors import ConfigError
+    from node.participant import parse_crash_at
+
+    out: dict[int, str] = {}
+    for item in getattr(args, "crash_at", None) or []:
+        node, _, spec = item.partition("=")
+        if not node.isdigit() or not 1 <= int(node) <= n:
+            raise ConfigError(f"--crash-at {item!r}: NODE must be a node number 1..{n}",
+                              hint="e.g. --crash-at 3=after-commit@2")
+        parse_crash_at(spec)
+        out[int(node)] = spec
+    return out
 
 
 def check_counts(args: argparse.Namespace) -> None:

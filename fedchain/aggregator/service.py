@@ -50,6 +50,8 @@ class RoundSummary:
     report_hash: str | None = None
     reasons: dict[str, str] = field(default_factory=dict)
     mode: str = "transparent"
+    #: Wall time of the round, from opening it to its finalize/expire transaction (seconds).
+    seconds: float | None = None
     #: Secure rounds with DP noise: the accountant's total ε after this round (at ``delta``).
     epsilon: float | None = None
     delta: float | None = None
@@ -66,6 +68,7 @@ class RoundSummary:
             "gas": self.gas,
             "rejections": self.reasons,
             "mode": self.mode,
+            "seconds": self.seconds,
             "epsilon": self.epsilon,
             "delta": self.delta,
         }
@@ -642,8 +645,10 @@ class Aggregator:
         self._with_retries(self.ensure_genesis, "set up the genesis model", sleep)
         out = []
         while len(out) < rounds:
+            started = time.monotonic()
             summary = self._with_retries(
                 lambda: self.run_round(min_updates=min_updates, round_seconds=round_seconds), "run a round", sleep)
+            summary.seconds = round(time.monotonic() - started, 3)
             out.append(summary)
             if on_round:
                 on_round(summary)
