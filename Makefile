@@ -42,6 +42,9 @@ $(VENV)/.stamp: requirements.txt requirements-nodeps.txt requirements-schemathes
 	$(BIN)/pip install -q torch==2.13.0 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q -r requirements.txt 2>&1 | $(PIP_QUIET)
 	$(BIN)/pip install -q --no-deps -r requirements-nodeps.txt 2>&1 | $(PIP_QUIET)
+	# opacus' wheel ships a top-level `examples` package (its tutorials) that would shadow this
+	# repo's examples/ (`--task examples.my_task:task`); nothing imports it at run time.
+	rm -rf "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/examples"
 	$(BIN)/pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>&1 | $(PIP_QUIET)
 	# schemathesis (API schema test only) needs a newer hypothesis than brownie's pin: its own folder.
 	$(BIN)/pip install -q --upgrade --target $(VENV)/schemathesis -r requirements-schemathesis.txt 2>&1 | $(PIP_QUIET)

@@ -68,6 +68,22 @@ def non_negative_float(text: str) -> float:
     return _at_least(text, float, "a number", 0)
 
 
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _at_least(text, float, "a number", 0)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def probability(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
 def deployments_dir_default() -> Path:
     from fedchain.settings import REPO_ROOT
 

@@ -45,7 +45,8 @@ class Participant:
     def __init__(self, *, chain: ChainClient, api: ApiClient, task_spec: str, shard: int, num_shards: int,
                  data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5,
                  commit_mode: str = "direct", retry_seconds: float = 300.0, receipts_dir: Path | None = None,
-                 hostile: Any = None, crash_at: tuple[str, int] | None = None) -> None:
+                 hostile: Any = None, crash_at: tuple[str, int] | None = None,
+                 dp: dict[str, float] | None = None) -> None:
         self.chain = chain
         self.api = api
         self.task_spec = task_spec
@@ -68,6 +69,9 @@ class Participant:
         self.crash_at = crash_at
         self._secure_sets: dict[int, tuple[list[str], dict[str, bytes]]] = {}
         self._secret: bytes | None = None
+        #: Record-level DP-SGD settings (noise_multiplier, max_grad_norm, delta), or None.
+        self.dp = dp
+        self._accountant: Any = None
         if chain.account is not None:
             from fedchain.chain.accounts import secure_keys
 
@@ -114,11 +118,15 @@ class Participant:
             def progress(step: int, total: int) -> None:
                 bar.update(task_id, completed=step, total=total)
 
-            metrics = self.task.train(
-                model, data, epochs=int(training.get("epochs", 1)), batch_size=int(training.get("batch_size", 64)),
-                lr=float(training.get("lr", 1e-3)), seed=int(config.get("seed", 0)) * 1009 + self.shard,
-                progress=progress, **({"prox_mu": mu} if (mu := float(((config.get("strategy") or {}).get("params") or {}).get("mu", 0) or 0)) else {}),
-            )
+            mu = float(((config.get("strategy") or {}).get("params") or {}).get("mu", 0) or 0)
+            if getattr(self, "dp", None) is not None:
+                metrics = self._train_dp_sgd(rid, model, data, training, mu, progress)
+            else:
+                metrics = self.task.train(
+                    model, data, epochs=int(training.get("epochs", 1)), batch_size=int(training.get("batch_size", 64)),
+                    lr=float(training.get("lr", 1e-3)), seed=int(config.get("seed", 0)) * 1009 + self.shard,
+                    progress=progress, **({"prox_mu": mu} if mu else {}),
+                )
         self._fault(rid, "after-training")
         identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, rid, self.me)
         weights = state_dict_to_arrays(model)
@@ -157,6 +165,46 @@ class Participant:
         if rules.is_secure:
             self._unmask(info)
         return True
+
+    def _train_dp_sgd(self, rid: int, model: Any, data: Any, training: dict[str, Any], mu: float,
+                      progress: Any) -> dict[str, float]:
+        """Record-level DP-SGD (fedchain.tasks.dpsgd): this node's own ε, cumulative over its rounds.
+        The noise seed is secret (a public seed would let anyone regenerate the noise), and the
+        accountant state is kept in the receipts folder so ε survives a restart."""
+        import secrets
+
+        from fedchain.tasks.dpsgd import train_dp_sgd
+
+        if mu:
+            self.log(f"[yellow]round {rid}: FedProx's proximal term (mu={mu:g}) is not applied under DP-SGD[/]")
+        metrics = train_dp_sgd(
+            self.task, model, data, epochs=int(training.get("epochs", 1)),
+            batch_size=int(training.get("batch_size", 64)), lr=float(training.get("lr", 1e-3)),
+            seed=secrets.randbits(63), noise_multiplier=self.dp["noise_multiplier"],
+            max_grad_norm=self.dp["max_grad_norm"], delta=self.dp["delta"], accountant=self._dp_accountant(),
+            progress=progress)
+        self._save_dp_accountant()
+        self.log(f"round {rid}: DP-SGD record-level ε = {metrics['epsilon_total']:.3g} at δ = {metrics['delta']:g} "
+                 f"over this node's rounds (this round {metrics['epsilon']:.3g}; σ = {self.dp['noise_multiplier']:g}, "
+                 f"C = {self.dp['max_grad_norm']:g})")
+        return metrics
+
+    def _dp_path(self) -> Path:
+        return self.receipts_dir / "dp-sgd-accountant.json"
+
+    def _dp_accountant(self) -> Any:
+        if self._accountant is None:
+            from fedchain.tasks.dpsgd import new_accountant
+
+            self._accountant = new_accountant()
+            path = self._dp_path()
+            if path.exists():
+                self._accountant.load_state_dict(json.loads(path.read_text()))
+        return self._accountant
+
+    def _save_dp_accountant(self) -> None:
+        self.receipts_dir.mkdir(parents=True, exist_ok=True)
+        self._dp_path().write_text(json.dumps(self._accountant.state_dict()))
 
     # -- secure rounds ---------------------------------------------------------------------------
     def _fault(self, rid: int, stage: str) -> None:
@@ -424,7 +472,9 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                               num_shards=args.num_shards, data_seed=args.data_seed, data_file=args.data,
                               console=console, commit_mode=args.commit_mode, retry_seconds=args.retry_seconds,
                               receipts_dir=args.receipts_dir, hostile=hostile,
-                              crash_at=parse_crash_at(getattr(args, "crash_at", None)))
+                              crash_at=parse_crash_at(getattr(args, "crash_at", None)),
+                              dp=({"noise_multiplier": args.dp_noise_multiplier, "max_grad_norm": args.dp_max_grad_norm,
+                                   "delta": args.dp_delta} if getattr(args, "dp_sgd", False) else None))
     participant.check_secure_key()
     return participant.run(args.rounds, idle_exit=float(getattr(args, "idle_exit", 0) or 0))
 

@@ -128,10 +128,13 @@ def round_params(value: Any) -> RoundParams:
     if isinstance(value, Mapping):
         return RoundParams(deadline=int(value["deadline"]), min_updates=int(value["minUpdates"]),
                            max_samples=int(value["maxSamples"]), selection_rate=int(value["selectionRate"]),
-                           relay_cutoff=int(value["relayCutoff"]))
-    deadline, min_updates, max_samples, rate, cutoff = (int(v) for v in value)
+                           relay_cutoff=int(value["relayCutoff"]), threshold=int(value.get("threshold", 0)),
+                           unmask_window=int(value.get("unmaskWindow", 0)))
+    values = [int(v) for v in value]
+    # Protocol v2 appended threshold and unmaskWindow (secure rounds); older events have five fields.
+    deadline, min_updates, max_samples, rate, cutoff, threshold, window = (values + [0, 0])[:7]
     return RoundParams(deadline=deadline, min_updates=min_updates, max_samples=max_samples, selection_rate=rate,
-                       relay_cutoff=cutoff)
+                       relay_cutoff=cutoff, threshold=threshold, unmask_window=window)
 
 
 def skip_reason_label(code: int) -> str:

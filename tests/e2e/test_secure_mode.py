@@ -1,7 +1,7 @@
 """End to end: secure mode (issue #9) on a real anvil, the real aggregator (uvicorn) and ten real
 node processes, with dropouts that are real crashes (``--crash-at``: the process dies there).
 
-Threshold t = 6 of 10 (the default majority). Node 8 runs in relay mode. The federation runs three rounds:
+Threshold t = 6 of 10 (the default majority). Node 8 runs in relay mode, node 9 trains with record-level DP-SGD. The federation runs three rounds:
 
 1. nodes 1-3 die after uploading their masked update, before committing: 7 survivors, the
    survivors reveal the pair seeds of the three dropped nodes, and the round finalizes;
@@ -44,6 +44,8 @@ CRASHES = {1: "after-upload@1", 2: "after-upload@1", 3: "after-upload@1",
 ROUND3_CRASHES = (1, 2, 3, 4, 5)
 #: A node without gas in mind: its commitment and its unmasking post are relayed by the aggregator.
 RELAYED = 8
+#: A node that also trains with record-level DP-SGD (Opacus) and reports its own ε.
+DP_SGD = 9
 
 
 class SecureFed:
@@ -61,6 +63,8 @@ class SecureFed:
         extra = ["--crash-at", crash] if crash else []
         if i == RELAYED:
             extra += ["--commit-mode", "relay"]
+        if i == DP_SGD:
+            extra += ["--dp-sgd"]
         p = _spawn([sys.executable, "-m", "node", "--rpc-url", self.rpc_url, "--api-url", self.api_url,
                     "--dev-account", str(i), "--shard", str(i - 1), "--num-shards", str(NODES), "--idle-exit", "20",
                     "--receipts-dir", str(self.workdir / "receipts" / f"node-{i}"), *extra],
@@ -234,3 +238,13 @@ def test_a_relay_mode_node_has_its_unmasking_post_relayed(secure_fed):
     assert "relayed" in secure_fed.log("aggregator") and "unmasking post(s) in one batch" in secure_fed.log("aggregator")
     posters = {p.lower() for p in secure_fed.report(1)["secure"]["posters"]}
     assert dev_account(RELAYED).address.lower() in posters
+
+
+def test_a_dp_sgd_node_reports_its_own_cumulative_record_level_epsilon(secure_fed):
+    import re
+
+    log = secure_fed.log(f"node-{DP_SGD}-a")
+    eps = [float(x) for x in re.findall(r"DP-SGD record-level ε = ([0-9.e+]+)", log)]
+    assert len(eps) >= 2 and eps == sorted(eps) and eps[-1] > eps[0] > 0, log[-2000:]
+    assert (secure_fed.workdir / "receipts" / f"node-{DP_SGD}" / "dp-sgd-accountant.json").exists()
+    assert secure_fed.chain.get_round(2).accepted_count == NODES  # its DP-SGD update is in the sum

@@ -198,10 +198,11 @@ def test_openapi_and_docs_are_served(world):
     assert world.client.get("/docs").status_code == 200
 
 
-def test_the_writes_are_the_upload_and_the_relayed_commitment(world):
+def test_the_writes_are_the_upload_the_relayed_commitment_and_the_unmasking_upload(world):
     spec = world.client.get("/openapi.json").json()
     writes = [(p, m) for p, ops in spec["paths"].items() for m in ops if m not in ("get", "head")]
-    assert sorted(writes) == [("/rounds/{round_id}/commitments", "post"), ("/rounds/{round_id}/updates/{blob_hash}", "put")]
+    assert sorted(writes) == [("/rounds/{round_id}/commitments", "post"), ("/rounds/{round_id}/unmask/{blob_hash}", "put"),
+                              ("/rounds/{round_id}/updates/{blob_hash}", "put")]
 
 
 def test_blob_hash_parameters_document_the_pattern_the_handler_enforces(world):

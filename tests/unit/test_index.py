@@ -278,9 +278,9 @@ def test_round_params_decoded_as_a_mapping_are_indexed_too(tmp_path):
     rid = w.open_round()
     for ev in w.chain._log:
         if ev.name == "RoundOpened":
-            d, m, x, r, c = ev.args["params"]
+            d, m, x, r, c, t, u = ev.args["params"]
             ev.args["params"] = {"deadline": d, "minUpdates": m, "maxSamples": x, "selectionRate": r,
-                                 "relayCutoff": c}
+                                 "relayCutoff": c, "threshold": t, "unmaskWindow": u}
     w.indexer.sync()
     with w.indexer.session() as s:
         r = s.get(Round, rid)

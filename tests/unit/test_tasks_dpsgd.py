@@ -110,7 +110,7 @@ def test_node_options_default_to_dp_sgd_off():
     from node.args import build_parser
 
     args = build_parser().parse_args([])
-    assert (args.dp_sgd, args.dp_noise_multiplier, args.dp_max_grad_norm, args.dp_delta) == (False, 1.0, 1.0, 1e-5)
+    assert (args.dp_sgd, args.dp_noise_multiplier, args.dp_max_grad_norm, args.dp_delta) == (False, 1.0, 0.003, 1e-5)
     on = build_parser().parse_args(["--dp-sgd", "--dp-noise-multiplier", "1.5", "--dp-delta", "1e-6"])
     assert on.dp_sgd and on.dp_noise_multiplier == 1.5 and on.dp_delta == 1e-6
     for bad in (["--dp-noise-multiplier", "0"], ["--dp-max-grad-norm", "inf"], ["--dp-delta", "1"]):
