@@ -1,0 +1,129 @@
+#!/usr/bin/env python
+"""Round wall time on real processes: transparent against secure mode, with and without dropouts.
+
+Every case is one ``fedchain demo`` (its own anvil with 1-second blocks, the aggregator's uvicorn
+and N node processes, all on this machine) with ``--json``; a round's time is the aggregator's,
+from opening it to its ``finalizeRound`` transaction (``RoundSummary.seconds``), and the figure is
+the median over the rounds after the first (the first also waits for the node processes to start).
+Writes docs/benchmarks-rounds.md and docs/data/bench-rounds.json.
+
+    python scripts/bench_rounds.py                       # 10 nodes: the four cases (~8 min)
+    python scripts/bench_rounds.py --nodes 10 50         # and 50 nodes (needs ~20 GB of RAM)
+
+Cases per node count N: ``transparent``; ``secure`` (no DP noise: the cost of the masking alone;
+the noise adds well under a millisecond per node); ``secure, 3 drop after committing`` (3 nodes
+crash in round 2 after their commitment: the survivors reconstruct their self masks, and the
+round waits for its unmask window); ``secure, 3 drop before committing`` (crash after uploading:
+the commit phase cannot close early, so the round waits for its deadline, as a transparent round
+would). The dropout cases cost what the deadline and the unmask window are set to: the run uses
+``--round-seconds`` and ``--unmask-window`` below, and the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks-rounds.md"
+DATA = REPO / "docs" / "data" / "bench-rounds.json"
+
+
+def run_case(nodes: int, rounds: int, mode: str, crash: str | None, round_seconds: int, unmask_window: int,
+             console: Console) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
+        out = Path(tmp) / "summary.json"
+        cmd = [sys.executable, "-m", "fedchain.cli", "demo", "--nodes", str(nodes), "--rounds", str(rounds),
+               "--no-compare", "--json", str(out), "--workdir", str(Path(tmp) / "demo"), "--mode", mode,
+               "--round-seconds", str(round_seconds), "--min-updates", str(nodes // 2 + 1)]
+        if mode == "secure":
+            cmd += ["--noise-multiplier", "0", "--unmask-window", str(unmask_window)]
+        if crash:
+            for i in range(nodes - 2, nodes + 1):  # the last three nodes
+                cmd += ["--crash-at", f"{i}={crash}@2"]
+        started = time.monotonic()
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            console.print(proc.stdout[-3000:], proc.stderr[-3000:])
+            raise SystemExit(f"the demo failed: {' '.join(cmd)}")
+        summary = json.loads(out.read_text())
+    seconds = [r["seconds"] for r in summary["rounds"]]
+    statuses = [r["status"] for r in summary["rounds"]]
+    later = seconds[1:] if crash is None else [seconds[1]]  # the dropout round is round 2
+    return {"nodes": nodes, "mode": mode, "dropout": crash, "round_seconds": seconds, "statuses": statuses,
+            "median_seconds": statistics.median(later), "total_seconds": round(time.monotonic() - started, 1),
+            "accepted": [r["accepted"] for r in summary["rounds"]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--nodes", type=int, nargs="+", default=[10], help="node counts to run")
+    p.add_argument("--rounds", type=int, default=4, help="rounds per case (the first is not counted)")
+    p.add_argument("--round-seconds", type=int, default=30, help="each round's deadline")
+    p.add_argument("--unmask-window", type=int, default=10, help="secure rounds' unmask window")
+    p.add_argument("--no-dropouts", action="store_true", help="skip the two dropout cases")
+    args = p.parse_args(argv)
+    console = Console()
+    results = []
+    for n in args.nodes:
+        cases = [("transparent", None), ("secure", None)]
+        if not args.no_dropouts:
+            cases += [("secure", "after-commit"), ("secure", "after-upload")]
+        for mode, crash in cases:
+            console.print(f"[bold]{n} nodes, {mode}" + (f", 3 crash {crash} in round 2" if crash else "") + "[/]")
+            r = run_case(n, args.rounds, mode, crash, args.round_seconds, args.unmask_window, console)
+            console.print(f"  rounds {r['round_seconds']} s ({r['statuses']}), median {r['median_seconds']:.2f} s")
+            results.append(r)
+    DATA.parent.mkdir(parents=True, exist_ok=True)
+    command = "python scripts/bench_rounds.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    DATA.write_text(json.dumps({"command": command.strip(), "round_seconds": args.round_seconds,
+                                "unmask_window": args.unmask_window, "results": results}, indent=2))
+    write_doc(results, args, command.strip())
+    t = Table(title="round wall time")
+    for col in ("nodes", "case", "median round (s)", "vs transparent"):
+        t.add_column(col)
+    for row in table_rows(results):
+        t.add_row(*row)
+    console.print(t)
+    return 0
+
+
+def table_rows(results: list[dict]) -> list[tuple[str, ...]]:
+    base = {r["nodes"]: r["median_seconds"] for r in results if r["mode"] == "transparent"}
+    rows = []
+    for r in results:
+        case = r["mode"] + (f", 3 crash {r['dropout']} (round 2)" if r["dropout"] else "")
+        ratio = r["median_seconds"] / base[r["nodes"]] if base.get(r["nodes"]) else float("nan")
+        rows.append((str(r["nodes"]), case, f"{r['median_seconds']:.2f}", f"{ratio:.2f}x"))
+    return rows
+
+
+def write_doc(results: list[dict], args: argparse.Namespace, command: str) -> None:
+    import platform
+
+    lines = ["# Round wall time: transparent and secure mode", "",
+             f"Measured with `{command}` on {platform.machine()} ({platform.processor() or 'cpu'}), "
+             f"{__import__('os').cpu_count()} cores, {time.strftime('%Y-%m-%d')}. Every case is one `fedchain "
+             "demo` (anvil with 1 s blocks, the aggregator's uvicorn and the node processes on this one machine), "
+             "options-iv; a round's time is the aggregator's, from opening it to its finalize transaction; the "
+             "figure is the median of the rounds after the first (the dropout cases: round 2, where 3 nodes crash). "
+             f"Deadline {args.round_seconds} s, unmask window {args.unmask_window} s; secure rounds without DP "
+             "noise; threshold and quorum n // 2 + 1.", "",
+             "| nodes | case | median round (s) | vs transparent |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in table_rows(results)]
+    lines += ["", "Per-round figures: docs/data/bench-rounds.json.", ""]
+    DOC.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
