@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from fedchain.strategy.aggregate import as_f64
+from fedchain.strategy.aggregate import as_f64, squared_distance
 from fedchain.strategy.params import Param
 
 
@@ -35,6 +35,18 @@ def delta_of(update: Mapping[str, np.ndarray], base: Mapping[str, np.ndarray], n
         np.add(d, 0.0, out=d)
         out[name] = d
     return out
+
+
+def pairwise_sq_distances(points: Sequence[Point], names: Sequence[str]) -> list[list[float]]:
+    """``D[i][j] = ||x_i - x_j||^2`` (symmetric, D[i][i] = 0), each computed once for i < j with
+    :func:`~fedchain.strategy.aggregate.squared_distance` (fixed order)."""
+    n = len(points)
+    d = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            v = float(squared_distance(points[i].delta, points[j].delta, names))
+            d[i][j] = d[j][i] = v
+    return d
 
 
 class PreAggregator(ABC):

@@ -36,10 +36,11 @@ from fedchain.strategy.base import AggregationError, ClientUpdate, StepResult, S
 from fedchain.strategy.bucketing import Bucketing
 from fedchain.strategy.clipping import Clip
 from fedchain.strategy.params import Param, check_params
-from fedchain.strategy.points import Point, PreAggregator, delta_of
+from fedchain.strategy.nnm import NearestNeighbourMixing
+from fedchain.strategy.points import Point, PreAggregator, delta_of, pairwise_sq_distances  # noqa: F401 (re-exported)
 
 #: name -> pre-aggregator class.
-PRE_AGGREGATORS: dict[str, type[PreAggregator]] = {c.name: c for c in (Clip, Bucketing)}
+PRE_AGGREGATORS: dict[str, type[PreAggregator]] = {c.name: c for c in (Clip, Bucketing, NearestNeighbourMixing)}
 
 
 def _check_pre(rule: str, value: Any) -> list[dict[str, Any]]:
@@ -135,18 +136,6 @@ class RobustStrategy(Strategy):
         """Raise AggregationError naming the rule unless ``ok``."""
         if not ok:
             raise AggregationError(f"strategy {self.name}: {message}")
-
-
-def pairwise_sq_distances(points: Sequence[Point], names: Sequence[str]) -> list[list[float]]:
-    """``D[i][j] = ||x_i - x_j||^2`` (symmetric, D[i][i] = 0), each computed once for i < j with
-    :func:`~fedchain.strategy.aggregate.squared_distance` (fixed order)."""
-    n = len(points)
-    d = [[0.0] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i + 1, n):
-            v = float(squared_distance(points[i].delta, points[j].delta, names))
-            d[i][j] = d[j][i] = v
-    return d
 
 
 def krum_scores(dist: Sequence[Sequence[float]], among: Sequence[int], f: int, *, min_neighbours: int = 0) -> dict[int, float]:

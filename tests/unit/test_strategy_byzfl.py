@@ -140,3 +140,22 @@ def test_clip_pre_aggregator_agrees_with_byzfl(byz, seed, c):
     clipped = byz.Clipping(c=float(c))(x.copy())
     ours = get_strategy("trimmed_mean", {"beta": 0.0, "pre": [{"name": "clip", "c": c}]}).step(base, updates).model
     assert_close(base, ours, clipped.mean(axis=0))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n,f,rule", [(7, 2, "median"), (10, 3, "trimmed_mean"), (9, 2, "krum")])
+def test_nearest_neighbour_mixing_then_a_rule_agrees_with_byzfl(byz, seed, n, f, rule):
+    import byzfl.aggregators.preaggregators as pre  # noqa: PLC0415
+
+    base, updates, x = make(n, seed, hostile=f)
+    params = {"pre": [{"name": "nnm", "f": f}]}
+    if rule == "trimmed_mean":
+        params["beta"] = f / n
+    if rule == "krum":
+        params["f"] = f
+    ours = get_strategy(rule, params).step(base, updates)
+    mixed = pre.NNM(f=f)(x.copy())
+    expected = {"median": lambda: byz.Median()(mixed), "krum": lambda: byz.Krum(f=f + 1)(mixed),
+                "trimmed_mean": lambda: byz.TrMean(f=int(f / n * n + 1e-9))(mixed)}[rule]()
+    assert_close(base, ours.model, expected, tol=1e-5)
+    assert ours.details["pre"][0]["name"] == "nnm"

@@ -359,7 +359,7 @@ def test_too_few_inputs_raise_an_aggregation_error_naming_the_requirement():
     ("centered_clip", {"tau": 0}, "parameter tau must be a number in (0, inf), got 0"),
     ("centered_clip", {"start": "mean"}, "parameter start must be one of 'median', 'zero'"),
     ("centered_clip", {"iterations": 0}, "parameter iterations must be an integer in [1, 100]"),
-    ("median", {"pre": [{"name": "nnm"}]}, "unknown pre-aggregator 'nnm'; known: bucketing, clip"),
+    ("median", {"pre": [{"name": "mix"}]}, "unknown pre-aggregator 'mix'; known: bucketing, clip, nnm"),
     ("median", {"pre": [{"name": "clip", "c": -1}]}, "parameter c must be a number in (0, inf)"),
     ("median", {"pre": [{"name": "bucketing", "size": 2}]}, "has no parameter 'size'; its parameters: s"),
     ("median", {"pre": {"name": "clip"}}, "parameter pre must be a list"),
@@ -388,3 +388,21 @@ def test_registry_flags_and_param_names():
 def test_weights_without_a_base_are_equal_shares():
     _, updates = make_round(4, seed=16)
     assert get_strategy("krum", {"f": 0}).weights(updates) == {u.node: 0.25 for u in updates}
+
+
+def test_nearest_neighbour_mixing_averages_each_delta_with_its_nearest_and_lists_them():
+    import numpy as np
+
+    from fedchain.strategy import ClientUpdate, get_strategy
+
+    base = {"w": np.zeros(2, np.float32)}
+    xs = [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (100.0, 100.0)]
+    ups = [ClientUpdate(f"0x{i + 1:040x}", {"w": np.array(x, np.float32)}, 1) for i, x in enumerate(xs)]
+    s = get_strategy("median", {"pre": [{"name": "nnm", "f": 1}]})
+    pts, _, details = s.points(base, ups)
+    near = details[0]["neighbours"]
+    # each honest node's 3 nearest are the three honest nodes; the far one mixes with two honest ones
+    assert near[ups[0].node] == [u.node for u in ups[:3]]
+    np.testing.assert_allclose(pts[0].delta["w"], [1 / 3, 1 / 3])
+    assert ups[3].node in near[ups[3].node] and len(near[ups[3].node]) == 3
+    assert [p.members for p in pts] == [(u.node,) for u in ups]
