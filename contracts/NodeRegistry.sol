@@ -12,17 +12,20 @@ import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
  * address and a commitment reads and writes one slot for the committer (docs/gas.md).
  *
  * Storage: one record per node whose first slot packs `active`, `joinedAt`, `joinedRound`,
- * `keyRound` and the rounds module's `lastCommittedRound`; the member count and the registration
- * mode share one slot.
+ * `keyRound` and the rounds module's `lastCommittedRound`, `lastExcludedRound` and
+ * `lastUnmaskRound`; the member count and the registration mode share one slot.
  */
 abstract contract NodeRegistry is INodeRegistry, AccessControl {
     /// @inheritdoc INodeRegistry
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
 
     /**
-     * @dev A node in storage. Slot 0 packs 8 + 40 + 32 + 32 + 32 = 144 bits. `lastCommittedRound`
-     * belongs to the rounds module (the round the node last committed in; the double-commit guard)
-     * and sits here so that a commitment touches this one slot.
+     * @dev A node in storage. Slot 0 packs 8 + 40 + 32 + 32 + 32 + 32 + 32 = 208 bits. The last
+     * three fields belong to the rounds module and sit here so that a commitment or an unmasking
+     * post touches this one slot: `lastCommittedRound` (the round the node last committed in; the
+     * double-commit guard), `lastExcludedRound` (the last secure round whose seal excluded its
+     * commitment) and `lastUnmaskRound` (the last secure round it posted an unmasking hash in;
+     * the double-post guard).
      */
     struct NodeRecord {
         bool active;
@@ -30,6 +33,8 @@ abstract contract NodeRegistry is INodeRegistry, AccessControl {
         uint32 joinedRound;
         uint32 keyRound;
         uint32 lastCommittedRound;
+        uint32 lastExcludedRound;
+        uint32 lastUnmaskRound;
         bytes32 metadataHash;
         bytes publicKey;
     }

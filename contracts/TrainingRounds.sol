@@ -14,13 +14,16 @@ import {ITrainingRounds} from "./interfaces/ITrainingRounds.sol";
  * Storage layout, chosen for the gas of a commitment (see docs/gas.md):
  *
  * - `_rounds[roundId]`: slot 0 packs everything a commitment reads or writes (deadline, status,
- *   counters, quorum, sample cap, relay cut-off, sampled flag); slot 1 the rest of the scalars;
- *   then one slot per hash, the accumulator and (sampled rounds only) the seed. The base model
- *   is not stored: it is the model of round `baseRoundId` (or the genesis model when 0).
- * - `_nodes[node]` (in {NodeRegistry}): slot 0 packs membership and `lastCommittedRound`, the
- *   double-commit guard, so a commitment reads and writes one slot for its node.
- * - No per-(round, node) storage: the commitment list is in the events, checked against the
- *   accumulator.
+ *   counters, quorum, sample cap, relay cut-off, sampled and secure flags); slot 1 the rest of
+ *   the scalars; then one slot per hash, the accumulator and (sampled rounds only) the seed; then
+ *   (secure rounds only) one slot for the unmask phase's scalars and one for its accumulator.
+ *   The base model is not stored: it is the model of round `baseRoundId` (or the genesis model
+ *   when 0). A transparent round never reads or writes the secure slots.
+ * - `_nodes[node]` (in {NodeRegistry}): slot 0 packs membership, `lastCommittedRound` (the
+ *   double-commit guard), `lastExcludedRound` and `lastUnmaskRound` (the double-post guard), so
+ *   a commitment or an unmasking post reads and writes one slot for its node.
+ * - No per-(round, node) storage: the commitment and unmasking lists are in the events, checked
+ *   against their accumulators.
  *
  * Invariant: a round is `Open` only while it is the current round (opening the next round
  * requires the current one to be closed), so the hot paths do not read `_currentRoundId`.
@@ -36,9 +39,16 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
     bytes32 public constant COMMITMENT_TYPEHASH =
         keccak256("Commitment(uint256 roundId,bytes32 updateHash,uint64 numSamples)");
 
+    /// @inheritdoc ITrainingRounds
+    bytes32 public constant UNMASK_TYPEHASH = keccak256("Unmask(uint256 roundId,bytes32 unmaskHash)");
+
+    /// @inheritdoc ITrainingRounds
+    bytes32 public constant UNMASK_DOMAIN = keccak256("fedchain/unmask");
+
     /**
-     * @dev A round in storage. Slot 0 (248 bits) is all a commitment needs; slot 1 packs the
+     * @dev A round in storage. Slot 0 (256 bits) is all a commitment needs; slot 1 packs the
      * rest. Timestamps and block numbers fit 40 bits until year 36812 (resp. block 1.1e12).
+     * Slots 7 and 8 are written only for a secure round (`secure`, in slot 0, says which).
      */
     struct RoundRecord {
         // slot 0
@@ -50,6 +60,7 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         uint32 minUpdates;
         uint64 maxSamples;
         uint32 relayCutoff;
+        bool secure;
         // slot 1
         uint40 openedAt;
         uint40 closedAt;
@@ -62,6 +73,15 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         bytes32 reportHash;
         bytes32 accumulator;
         bytes32 seed;
+        // slot 7: secure rounds only (written at opening, then by the seal and each post)
+        uint40 unmaskDeadline;
+        uint40 sealedAt;
+        uint32 threshold;
+        uint32 survivorCount;
+        uint32 unmaskCount;
+        bool isSealed;
+        // slot 8: secure rounds only, written non-zero at sealing
+        bytes32 unmaskAccumulator;
     }
 
     /// @dev What a batch entry is checked against, read from the round once per batch.
@@ -119,12 +139,23 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
             revert InvalidDeadline(params.deadline);
         }
         if (configHash == bytes32(0)) revert ZeroHash();
+        uint32 threshold = params.threshold;
+        uint40 unmaskDeadline = _unmaskDeadline(params, threshold);
         // Active nodes all joined before this round: they are its eligible set.
         uint32 eligible = SafeCast.toUint32(nodeCount());
-        if (params.selectionRate == 0 && eligible < minUpdates) revert QuorumUnreachable(eligible, minUpdates);
+        if (params.selectionRate == 0) {
+            if (eligible < minUpdates) revert QuorumUnreachable(eligible, minUpdates);
+            if (threshold > eligible) revert InvalidThreshold(threshold, eligible);
+        }
 
         uint32 id = _advance(baseModelHash);
-        bytes32 seed = _initRound(_rounds[id], id, configHash, params, eligible);
+        RoundRecord storage round = _rounds[id];
+        bytes32 seed = _initRound(round, id, configHash, params, eligible);
+        if (threshold != 0) {
+            round.secure = true;
+            round.unmaskDeadline = unmaskDeadline;
+            round.threshold = threshold;
+        }
         emit RoundOpened(id, baseModelHash, configHash, params, eligible, seed);
         return id;
     }
@@ -137,12 +168,15 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         if (newModelHash == bytes32(0) || reportHash == bytes32(0)) revert ZeroHash();
         RoundRecord storage round = _openRound(roundId);
         uint32 minUpdates = round.minUpdates;
+        bool secure = round.secure;
         if (acceptedCount < minUpdates) revert QuorumNotReached(roundId, acceptedCount, minUpdates);
-        uint32 commitCount = round.commitCount;
-        if (acceptedCount > commitCount) revert AcceptedExceedsCommitments(roundId, acceptedCount, commitCount);
-        uint40 deadline = round.deadline;
-        if (block.timestamp <= deadline && (round.sampled || commitCount != round.eligibleCount)) {
-            revert CommitPhaseOpen(roundId, commitCount, round.eligibleCount, deadline);
+        if (secure) {
+            // Sealing required the commit phase to be closed, so CommitPhaseOpen cannot follow.
+            _checkUnmasked(round, roundId, acceptedCount);
+        } else {
+            uint32 commitCount = round.commitCount;
+            if (acceptedCount > commitCount) revert AcceptedExceedsCommitments(roundId, acceptedCount, commitCount);
+            _checkCommitPhaseClosed(round, roundId);
         }
 
         round.closedAt = SafeCast.toUint40(block.number);
@@ -156,12 +190,53 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         emit RoundFinalized(roundId, newModelHash, reportHash, acceptedCount);
     }
 
+    /// @inheritdoc ITrainingRounds
+    function sealCommitments(uint256 roundId, address[] calldata excluded) external onlyRole(AGGREGATOR_ROLE) {
+        RoundRecord storage round = _openRound(roundId);
+        if (!round.secure) revert NotSecureRound(roundId);
+        if (round.isSealed) revert AlreadySealed(roundId);
+        _checkCommitPhaseClosed(round, roundId);
+        uint40 unmaskDeadline = round.unmaskDeadline;
+        if (block.timestamp > unmaskDeadline) revert UnmaskPhaseOver(roundId, unmaskDeadline);
+
+        uint256 n = excluded.length;
+        address previous = address(0);
+        for (uint256 i = 0; i < n;) {
+            address node = excluded[i];
+            // Strictly ascending: no duplicates, without any storage to remember them.
+            if (i != 0 && node <= previous) revert ExclusionsNotSorted(i);
+            NodeRecord storage record = _nodes[node];
+            // `lastCommittedRound` only grows and the round is the current one: equality is exact.
+            if (record.lastCommittedRound != roundId) revert NotCommitted(roundId, node);
+            // An open round is the current round, whose id fits 32 bits.
+            record.lastExcludedRound = uint32(roundId);
+            emit CommitmentExcluded(roundId, node);
+            previous = node;
+            unchecked {
+                ++i;
+            }
+        }
+        // Each excluded address is a distinct committer of this round, so n <= commitCount.
+        uint32 survivors = round.commitCount - uint32(n);
+        uint32 needed = round.threshold;
+        uint32 minUpdates = round.minUpdates;
+        if (minUpdates > needed) needed = minUpdates;
+        if (survivors < needed) revert TooFewSurvivors(roundId, survivors, needed);
+
+        round.isSealed = true;
+        round.sealedAt = SafeCast.toUint40(block.number);
+        round.survivorCount = survivors;
+        // Non-zero from the start, so that the first post does not pay for a new slot.
+        round.unmaskAccumulator = _initialUnmaskAccumulator(roundId);
+        emit CommitmentsSealed(roundId, survivors, uint32(n), unmaskDeadline);
+    }
+
     // --- anyone ----------------------------------------------------------------------------------
 
     /// @inheritdoc ITrainingRounds
     function expireRound(uint256 roundId) external {
         RoundRecord storage round = _openRound(roundId);
-        uint64 expiresAt = _expiresAt(round.deadline);
+        uint64 expiresAt = _expiresAt(round);
         if (block.timestamp <= expiresAt) revert ExpiryNotReached(roundId, expiresAt);
         _expire(round, roundId);
     }
@@ -195,6 +270,30 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         }
     }
 
+    /// @inheritdoc ITrainingRounds
+    function submitUnmaskBatch(uint256 roundId, SignedUnmask[] calldata posts) external returns (uint256 posted) {
+        RoundRecord storage round = _sealedRound(roundId);
+        uint40 unmaskDeadline = round.unmaskDeadline;
+        uint32 cutoff = round.relayCutoff;
+        uint64 closesAt = cutoff >= unmaskDeadline ? 0 : unmaskDeadline - cutoff;
+        if (block.timestamp > closesAt) revert RelayClosed(roundId, closesAt);
+        bytes32 acc = round.unmaskAccumulator;
+        uint256 n = posts.length;
+        for (uint256 i = 0; i < n;) {
+            bool ok;
+            (acc, ok) = _relayUnmask(roundId, posts[i], acc);
+            unchecked {
+                if (ok) ++posted;
+                ++i;
+            }
+        }
+        if (posted != 0) {
+            round.unmaskAccumulator = acc;
+            // At most one post per survivor, and survivors are counted in 32 bits.
+            round.unmaskCount += uint32(posted);
+        }
+    }
+
     // --- nodes ---------------------------------------------------------------------------------
 
     /// @inheritdoc ITrainingRounds
@@ -210,6 +309,25 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         ++round.commitCount;
 
         emit UpdateSubmitted(roundId, msg.sender, updateHash, numSamples);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function submitUnmask(uint256 roundId, bytes32 unmaskHash) external {
+        RoundRecord storage round = _sealedRound(roundId);
+        uint40 unmaskDeadline = round.unmaskDeadline;
+        if (block.timestamp > unmaskDeadline) revert UnmaskPhaseOver(roundId, unmaskDeadline);
+        SkipReason reason = _checkUnmask(roundId, msg.sender, unmaskHash);
+        if (reason != SkipReason.None) {
+            if (reason == SkipReason.ZeroHash) revert ZeroHash();
+            if (reason == SkipReason.AlreadySubmitted) revert AlreadyUnmasked(roundId, msg.sender);
+            revert NotSurvivor(roundId, msg.sender);
+        }
+
+        _nodes[msg.sender].lastUnmaskRound = uint32(roundId);
+        round.unmaskAccumulator = _foldUnmask(round.unmaskAccumulator, msg.sender, unmaskHash);
+        ++round.unmaskCount;
+
+        emit UnmaskSubmitted(roundId, msg.sender, unmaskHash);
     }
 
     // --- views ---------------------------------------------------------------------------------
@@ -320,6 +438,54 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         return _commitmentDigest(roundId, updateHash, numSamples);
     }
 
+    /// @inheritdoc ITrainingRounds
+    function getUnmaskPhase(uint256 roundId) external view returns (UnmaskPhase memory result) {
+        RoundRecord storage round = _rounds[roundId];
+        if (round.status == RoundStatus.None) revert UnknownRound(roundId);
+        if (!round.secure) return result;
+        result = UnmaskPhase({
+            threshold: round.threshold,
+            unmaskDeadline: round.unmaskDeadline,
+            isSealed: round.isSealed,
+            sealedAt: round.sealedAt,
+            survivorCount: round.survivorCount,
+            unmaskCount: round.unmaskCount,
+            unmaskAccumulator: round.unmaskAccumulator
+        });
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function isSurvivor(uint256 roundId, address node) external view returns (bool) {
+        NodeRecord storage record = _nodes[node];
+        if (roundId == 0 || record.lastCommittedRound != roundId || record.lastExcludedRound == roundId) {
+            return false;
+        }
+        RoundRecord storage round = _rounds[roundId];
+        return round.secure && round.isSealed;
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function hasUnmasked(uint256 roundId, address node) external view returns (bool) {
+        // Round ids, not balances or timestamps: slither's taint comes from `joinedAt` sharing the slot.
+        // slither-disable-next-line incorrect-equality,timestamp
+        return roundId != 0 && _nodes[node].lastUnmaskRound == roundId;
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function initialUnmaskAccumulator(uint256 roundId) external view returns (bytes32) {
+        return _initialUnmaskAccumulator(roundId);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function foldUnmask(bytes32 acc, address node, bytes32 unmaskHash) external pure returns (bytes32) {
+        return _foldUnmask(acc, node, unmaskHash);
+    }
+
+    /// @inheritdoc ITrainingRounds
+    function unmaskDigest(uint256 roundId, bytes32 unmaskHash) external view returns (bytes32) {
+        return _unmaskDigest(roundId, unmaskHash);
+    }
+
     /// @inheritdoc NodeRegistry
     function supportsInterface(bytes4 interfaceId) public view override returns (bool) {
         return interfaceId == type(ITrainingRounds).interfaceId || super.supportsInterface(interfaceId);
@@ -339,7 +505,7 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         if (current != 0) {
             RoundRecord storage previous = _rounds[current];
             if (previous.status == RoundStatus.Open) {
-                if (block.timestamp <= _expiresAt(previous.deadline)) revert RoundStillOpen(current);
+                if (block.timestamp <= _expiresAt(previous)) revert RoundStillOpen(current);
                 _expire(previous, current);
             }
         }
@@ -377,6 +543,79 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
             seed = keccak256(abi.encode(block.prevrandao, id));
             round.seed = seed;
         }
+    }
+
+    /// @dev The unmask deadline of a round opened with `params` (`threshold` is `params.threshold`):
+    /// 0 for a transparent round, `deadline + unmaskWindow` for a secure one. Reverts with
+    /// {InvalidUnmaskWindow} unless the window is 0 (transparent), resp. >= 1 and ends below 2^40
+    /// (secure). The deadline is already checked to be below 2^40: the sum cannot overflow.
+    function _unmaskDeadline(RoundParams calldata params, uint32 threshold) private pure returns (uint40) {
+        uint32 window = params.unmaskWindow;
+        if (threshold == 0) {
+            if (window != 0) revert InvalidUnmaskWindow(window);
+            return 0;
+        }
+        uint64 end = params.deadline + window;
+        if (window == 0 || end > type(uint40).max) revert InvalidUnmaskWindow(window);
+        return uint40(end);
+    }
+
+    /// @dev Reverts with {CommitPhaseOpen} while round `roundId` may still take commitments: before
+    /// its deadline, unless it is unsampled and every eligible node committed.
+    function _checkCommitPhaseClosed(RoundRecord storage round, uint256 roundId) private view {
+        uint40 deadline = round.deadline;
+        uint32 commitCount = round.commitCount;
+        if (block.timestamp <= deadline && (round.sampled || commitCount != round.eligibleCount)) {
+            revert CommitPhaseOpen(roundId, commitCount, round.eligibleCount, deadline);
+        }
+    }
+
+    /// @dev The secure-round conditions of {finalizeRound}: sealed, at least `threshold` posts, and
+    /// `acceptedCount <= survivorCount`.
+    function _checkUnmasked(RoundRecord storage round, uint256 roundId, uint32 acceptedCount) private view {
+        if (!round.isSealed) revert NotSealed(roundId);
+        uint32 unmaskCount = round.unmaskCount;
+        uint32 threshold = round.threshold;
+        if (unmaskCount < threshold) revert TooFewUnmasks(roundId, unmaskCount, threshold);
+        uint32 survivors = round.survivorCount;
+        if (acceptedCount > survivors) revert AcceptedExceedsCommitments(roundId, acceptedCount, survivors);
+    }
+
+    /// @dev Round `roundId`, which must be open, secure and sealed ({UnknownRound}, {RoundNotOpen},
+    /// {NotSecureRound}, {NotSealed}).
+    function _sealedRound(uint256 roundId) private view returns (RoundRecord storage round) {
+        round = _openRound(roundId);
+        if (!round.secure) revert NotSecureRound(roundId);
+        if (!round.isSealed) revert NotSealed(roundId);
+    }
+
+    /// @dev Why `node` cannot post `unmaskHash` to the sealed round `roundId` now, or `None`.
+    /// Reads the node's one slot. `NotEligible`: not a survivor; `AlreadySubmitted`: already posted.
+    function _checkUnmask(uint256 roundId, address node, bytes32 unmaskHash) private view returns (SkipReason) {
+        if (unmaskHash == bytes32(0)) return SkipReason.ZeroHash;
+        NodeRecord storage record = _nodes[node];
+        // Round ids only grow and fit 32 bits. A node posts only after the seal, which excluded
+        // nodes only before it, so a node that posted is a survivor.
+        if (record.lastUnmaskRound == roundId) return SkipReason.AlreadySubmitted;
+        if (record.lastCommittedRound != roundId || record.lastExcludedRound == roundId) {
+            return SkipReason.NotEligible;
+        }
+        return SkipReason.None;
+    }
+
+    /// @dev Posts one signed unmasking hash of a batch, or emits why it is skipped. Returns the new
+    /// accumulator and whether it was posted.
+    function _relayUnmask(uint256 roundId, SignedUnmask calldata post, bytes32 acc) private returns (bytes32, bool) {
+        bytes32 unmaskHash = post.unmaskHash;
+        address node = _recover(_unmaskDigest(roundId, unmaskHash), post.r, post.vs);
+        SkipReason reason = node == address(0) ? SkipReason.InvalidSignature : _checkUnmask(roundId, node, unmaskHash);
+        if (reason != SkipReason.None) {
+            emit UnmaskSkipped(roundId, node, reason);
+            return (acc, false);
+        }
+        _nodes[node].lastUnmaskRound = uint32(roundId);
+        emit UnmaskSubmitted(roundId, node, unmaskHash);
+        return (_foldUnmask(acc, node, unmaskHash), true);
     }
 
     /// @dev Why `node` cannot commit (`updateHash`, `numSamples`) to the open round `roundId` now,
@@ -444,6 +683,10 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         return keccak256(abi.encode(block.chainid, address(this), roundId));
     }
 
+    function _initialUnmaskAccumulator(uint256 roundId) private view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), roundId, UNMASK_DOMAIN));
+    }
+
     /// @dev The signer of `digest` from an EIP-2098 compact signature, or the zero address if it
     /// is invalid. Same checks as OpenZeppelin's `ECDSA.tryRecover` (s in the lower half order,
     /// so signatures are not malleable), without its error plumbing.
@@ -467,6 +710,31 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
             mstore(add(p, 0x60), numSamples)
             out := keccak256(p, 0x80)
         }
+    }
+
+    function _foldUnmask(bytes32 acc, address node, bytes32 unmaskHash) private pure returns (bytes32 out) {
+        // keccak256(abi.encode(acc, node, unmaskHash)), hashed in place like _fold.
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, acc)
+            mstore(add(p, 0x20), node)
+            mstore(add(p, 0x40), unmaskHash)
+            out := keccak256(p, 0x60)
+        }
+    }
+
+    function _unmaskDigest(uint256 roundId, bytes32 unmaskHash) private view returns (bytes32) {
+        bytes32 typehash = UNMASK_TYPEHASH;
+        bytes32 structHash;
+        // keccak256(abi.encode(UNMASK_TYPEHASH, roundId, unmaskHash)), in place.
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            mstore(p, typehash)
+            mstore(add(p, 0x20), roundId)
+            mstore(add(p, 0x40), unmaskHash)
+            structHash := keccak256(p, 0x60)
+        }
+        return _hashTypedDataV4(structHash);
     }
 
     function _commitmentDigest(uint256 roundId, bytes32 updateHash, uint64 numSamples) private view returns (bytes32) {
@@ -506,9 +774,13 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         return roundId == 0 ? _genesisModelHash : _rounds[roundId].globalModelHash;
     }
 
-    /// @dev The last timestamp at which a round with `deadline` cannot yet be expired. No overflow:
-    /// `deadline < 2^40` and `_gracePeriod <= MAX_GRACE_PERIOD`.
-    function _expiresAt(uint40 deadline) private view returns (uint64) {
-        return deadline + _gracePeriod;
+    /// @dev The last timestamp at which `round` cannot yet be expired: its deadline (a secure
+    /// round: its unmask deadline) plus the grace period. No overflow: both deadlines are below
+    /// 2^40 and `_gracePeriod <= MAX_GRACE_PERIOD`.
+    function _expiresAt(RoundRecord storage round) private view returns (uint64) {
+        uint40 end = round.deadline;
+        bool secure = round.secure;
+        if (secure) end = round.unmaskDeadline;
+        return end + _gracePeriod;
     }
 }

@@ -10,9 +10,10 @@ pragma solidity 0.8.28;
  *
  * 1. The aggregator ({AGGREGATOR_ROLE}) calls {openRound} with the hash of the model the round
  *    starts from (the latest model, {latestModelHash}), the hash of the round's configuration and
- *    its {RoundParams}: deadline, quorum, sample cap, optional selection rate, relay cut-off.
- *    The contract snapshots how many nodes are eligible, and for a sampled round takes a seed.
- *    At most one round is open at a time; round ids are 1, 2, 3, ... in opening order.
+ *    its {RoundParams}: deadline, quorum, sample cap, optional selection rate, relay cut-off, and
+ *    for a secure round the unmasking threshold and window. The contract snapshots how many nodes
+ *    are eligible, and for a sampled round takes a seed. At most one round is open at a time;
+ *    round ids are 1, 2, 3, ... in opening order.
  * 2. Until the deadline (inclusive), each eligible node commits once, with the hash of its update
  *    and its sample count (at most the round's `maxSamples`): directly with {submitUpdate}, or
  *    as an EIP-712 `Commitment` that anyone (normally the aggregator) relays in a {submitBatch}.
@@ -20,17 +21,32 @@ pragma solidity 0.8.28;
  *    can still commit itself. A commitment is folded into the round's accumulator
  *    `acc = keccak256(abi.encode(acc, node, updateHash, numSamples))`; the list itself is in the
  *    {UpdateSubmitted} events, and {checkCommitments} tells whether a claimed list is the one.
+ *    In a secure round (`threshold != 0`) the committed update is masked (double masking,
+ *    Bonawitz et al. 2017); steps 2a and 2b follow before the round may be finalized.
+ * 2a. Secure rounds: once the commit phase is closed (the same rule as for {finalizeRound}), the
+ *    aggregator calls {sealCommitments} once, with the committers whose masked blob it does not
+ *    hold or found malformed (ascending by address). The survivors (every other committer) are
+ *    then final on-chain, so every node sees the same set ({isSurvivor}). An excluded node holds
+ *    the aggregator's signed upload receipt and can contest the exclusion off-chain.
+ * 2b. Secure rounds: until `unmaskDeadline = deadline + unmaskWindow` (inclusive), each survivor
+ *    posts once the hash of its unmasking blob: directly with {submitUnmask}, or as an EIP-712
+ *    `Unmask` relayed in a {submitUnmaskBatch} (relays stop `relayCutoff` seconds before
+ *    `unmaskDeadline`). Each post is folded into the round's unmask accumulator
+ *    `acc = keccak256(abi.encode(acc, node, unmaskHash))`; the list is in the {UnmaskSubmitted}
+ *    events.
  * 3. The aggregator calls {finalizeRound} with the new model's hash, the hash of the round
  *    report and how many commitments it accepted (at least the quorum). Before the deadline
  *    that is allowed only if every eligible node has committed (and never for a sampled round,
- *    whose size the contract cannot count): an aggregator cannot shut out a slow node.
- * 4. If the round is still open once `deadline + gracePeriod` has passed, anyone may call
- *    {expireRound}: the federation never stalls on an absent aggregator, and the next round
- *    starts again from the latest model.
+ *    whose size the contract cannot count): an aggregator cannot shut out a slow node. A secure
+ *    round must also be sealed and hold at least `threshold` unmasking posts, and the accepted
+ *    updates are at most its survivors.
+ * 4. If the round is still open once `deadline + gracePeriod` (a secure round:
+ *    `unmaskDeadline + gracePeriod`) has passed, anyone may call {expireRound}: the federation
+ *    never stalls on an absent aggregator, and the next round starts again from the latest model.
  *
  * A finalized or expired round never changes again. Every state change emits an event.
- * No function iterates over nodes or rounds; {submitBatch} and {checkCommitments} loop over
- * their own calldata only.
+ * No function iterates over nodes or rounds; {submitBatch}, {sealCommitments},
+ * {submitUnmaskBatch} and {checkCommitments} loop over their own calldata only.
  */
 interface ITrainingRounds {
     /// @notice The state of a round. `None` is the state of an id that was never opened.
@@ -41,7 +57,9 @@ interface ITrainingRounds {
         Expired
     }
 
-    /// @notice Why {submitBatch} skipped a signed commitment (see {CommitmentSkipped}).
+    /// @notice Why {submitBatch} skipped a signed commitment (see {CommitmentSkipped}), or
+    /// {submitUnmaskBatch} a signed unmasking post (see {UnmaskSkipped}: `NotEligible` there means
+    /// "not a survivor", `AlreadySubmitted` "already posted").
     enum SkipReason {
         None,
         InvalidSignature,
@@ -60,7 +78,14 @@ interface ITrainingRounds {
      * @param selectionRate 0: every eligible node takes part. Otherwise a node takes part iff
      *        `uint256(keccak256(abi.encode(seed, node))) >> 192 < selectionRate`, i.e. with
      *        probability `selectionRate / 2^64` (see {isSelected}).
-     * @param relayCutoff Seconds before the deadline after which {submitBatch} is refused.
+     * @param relayCutoff Seconds before the deadline after which {submitBatch} is refused (and, in
+     *        a secure round, seconds before `unmaskDeadline` after which {submitUnmaskBatch} is).
+     * @param threshold 0: a transparent round. Otherwise a secure round, and the least number of
+     *        unmasking posts (t of the t-of-n secret sharing) needed to finalize it; for an
+     *        unsampled round at most the eligible count.
+     * @param unmaskWindow Secure rounds: seconds after the deadline until which unmasking posts are
+     *        accepted (`unmaskDeadline = deadline + unmaskWindow`, >= 1, below 2^40). Transparent
+     *        rounds: 0.
      */
     struct RoundParams {
         uint64 deadline;
@@ -68,6 +93,8 @@ interface ITrainingRounds {
         uint64 maxSamples;
         uint64 selectionRate;
         uint32 relayCutoff;
+        uint32 threshold;
+        uint32 unmaskWindow;
     }
 
     /**
@@ -122,6 +149,42 @@ interface ITrainingRounds {
         uint64 numSamples;
         bytes32 r;
         bytes32 vs;
+    }
+
+    /**
+     * @notice An unmasking post signed by its node, for {submitUnmaskBatch}. The node signs the
+     * EIP-712 struct `Unmask(uint256 roundId,bytes32 unmaskHash)` in this contract's domain
+     * (the same as {SignedCommitment}'s).
+     * @param unmaskHash The commitment hash of the node's unmasking blob.
+     * @param r The signature's `r`.
+     * @param vs The signature's `s` with `v - 27` in its top bit (EIP-2098 compact form).
+     */
+    struct SignedUnmask {
+        bytes32 unmaskHash;
+        bytes32 r;
+        bytes32 vs;
+    }
+
+    /**
+     * @notice The unmask phase of a secure round, as returned by {getUnmaskPhase}. Every field is
+     * zero for a transparent round (`threshold == 0` tells them apart).
+     * @param threshold The least number of unmasking posts to finalize (see {RoundParams}).
+     * @param unmaskDeadline Unix time (seconds) of the last block in which unmasking posts are accepted.
+     * @param isSealed Whether {sealCommitments} fixed the survivors.
+     * @param sealedAt Block number of the {sealCommitments} transaction; 0 until sealed.
+     * @param survivorCount Committers not excluded at sealing; 0 until sealed.
+     * @param unmaskCount How many survivors posted their unmasking hash.
+     * @param unmaskAccumulator The fold of every unmasking post so far (see {foldUnmask}),
+     *        {initialUnmaskAccumulator} at sealing; zero until sealed.
+     */
+    struct UnmaskPhase {
+        uint32 threshold;
+        uint64 unmaskDeadline;
+        bool isSealed;
+        uint64 sealedAt;
+        uint32 survivorCount;
+        uint32 unmaskCount;
+        bytes32 unmaskAccumulator;
     }
 
     /// @notice One entry of a round's commitment list, for {checkCommitments}.
@@ -186,11 +249,12 @@ interface ITrainingRounds {
     /// @notice {finalizeRound} was given fewer accepted updates than round `roundId`'s quorum.
     error QuorumNotReached(uint256 roundId, uint32 acceptedCount, uint32 minUpdates);
 
-    /// @notice {finalizeRound} was given more accepted updates than round `roundId` has commitments.
+    /// @notice {finalizeRound} was given more accepted updates than round `roundId` has commitments
+    /// (in a secure round: survivors, and the last argument is `survivorCount`).
     error AcceptedExceedsCommitments(uint256 roundId, uint32 acceptedCount, uint32 commitCount);
 
-    /// @notice {finalizeRound} before `deadline` while only `commitCount` of `eligibleCount` nodes
-    /// committed (or in a sampled round, whose eligible count is unknown).
+    /// @notice {finalizeRound} or {sealCommitments} before `deadline` while only `commitCount` of
+    /// `eligibleCount` nodes committed (or in a sampled round, whose eligible count is unknown).
     error CommitPhaseOpen(uint256 roundId, uint32 commitCount, uint32 eligibleCount, uint64 deadline);
 
     /// @notice Round `roundId` can be expired only once the block timestamp is past `expiresAt`.
@@ -198,6 +262,47 @@ interface ITrainingRounds {
 
     /// @notice The constructor was given a grace period above {MAX_GRACE_PERIOD}.
     error InvalidGracePeriod(uint64 gracePeriod);
+
+    /// @notice {openRound} of an unsampled secure round asked for `threshold` unmasking posts, but
+    /// only `eligibleCount` nodes may commit.
+    error InvalidThreshold(uint32 threshold, uint32 eligibleCount);
+
+    /// @notice {openRound} was given `unmaskWindow`: not 0 for a transparent round; 0, or beyond
+    /// 2^40 - 1 seconds once added to the deadline, for a secure round.
+    error InvalidUnmaskWindow(uint32 unmaskWindow);
+
+    /// @notice Round `roundId` is transparent (`threshold == 0`): it has no unmask phase.
+    error NotSecureRound(uint256 roundId);
+
+    /// @notice {sealCommitments} was called a second time for round `roundId`.
+    error AlreadySealed(uint256 roundId);
+
+    /// @notice Round `roundId`'s commitments are not sealed yet ({sealCommitments}).
+    error NotSealed(uint256 roundId);
+
+    /// @notice Round `roundId` stopped accepting seals and unmasking posts at `unmaskDeadline`.
+    error UnmaskPhaseOver(uint256 roundId, uint64 unmaskDeadline);
+
+    /// @notice {sealCommitments}: the excluded address at `index` is not above the one before it
+    /// (the list must be strictly ascending, hence free of duplicates).
+    error ExclusionsNotSorted(uint256 index);
+
+    /// @notice {sealCommitments} was asked to exclude `node`, which did not commit in round `roundId`.
+    error NotCommitted(uint256 roundId, address node);
+
+    /// @notice {sealCommitments} would leave round `roundId` only `survivors` committers, fewer than
+    /// `needed` (the larger of its threshold and its quorum).
+    error TooFewSurvivors(uint256 roundId, uint32 survivors, uint32 needed);
+
+    /// @notice `node` is not a survivor of round `roundId`: it did not commit, or it was excluded.
+    error NotSurvivor(uint256 roundId, address node);
+
+    /// @notice `node` already posted its unmasking hash in round `roundId`.
+    error AlreadyUnmasked(uint256 roundId, address node);
+
+    /// @notice {finalizeRound} of secure round `roundId` with only `unmaskCount` of the `threshold`
+    /// unmasking posts it needs.
+    error TooFewUnmasks(uint256 roundId, uint32 unmaskCount, uint32 threshold);
 
     /// @notice The genesis model was set to `modelHash`.
     event GenesisModelSet(bytes32 indexed modelHash);
@@ -224,6 +329,20 @@ interface ITrainingRounds {
     /// @notice Round `roundId` expired without being finalized; `expiredBy` sent the transaction.
     event RoundExpired(uint256 indexed roundId, address indexed expiredBy);
 
+    /// @notice {sealCommitments} excluded `node`'s commitment from secure round `roundId`: it is not
+    /// a survivor and may not post an unmasking hash.
+    event CommitmentExcluded(uint256 indexed roundId, address indexed node);
+
+    /// @notice The survivors of secure round `roundId` were fixed: `survivorCount` committers, after
+    /// excluding `excludedCount`; unmasking posts are accepted until `unmaskDeadline`.
+    event CommitmentsSealed(uint256 indexed roundId, uint32 survivorCount, uint32 excludedCount, uint64 unmaskDeadline);
+
+    /// @notice Survivor `node` posted the hash `unmaskHash` of its unmasking blob in round `roundId`.
+    event UnmaskSubmitted(uint256 indexed roundId, address indexed node, bytes32 unmaskHash);
+
+    /// @notice {submitUnmaskBatch} skipped a post signed by `node` (zero if unrecoverable) for `reason`.
+    event UnmaskSkipped(uint256 indexed roundId, address indexed node, SkipReason reason);
+
     /// @notice The role allowed to open and finalize rounds: `keccak256("AGGREGATOR_ROLE")`.
     function AGGREGATOR_ROLE() external view returns (bytes32);
 
@@ -233,6 +352,14 @@ interface ITrainingRounds {
     /// @notice The EIP-712 type hash of {SignedCommitment}'s message:
     /// `keccak256("Commitment(uint256 roundId,bytes32 updateHash,uint64 numSamples)")`.
     function COMMITMENT_TYPEHASH() external view returns (bytes32);
+
+    /// @notice The EIP-712 type hash of {SignedUnmask}'s message:
+    /// `keccak256("Unmask(uint256 roundId,bytes32 unmaskHash)")`.
+    function UNMASK_TYPEHASH() external view returns (bytes32);
+
+    /// @notice Separates the unmask accumulator from the commitment accumulator:
+    /// `keccak256("fedchain/unmask")` (see {initialUnmaskAccumulator}).
+    function UNMASK_DOMAIN() external view returns (bytes32);
 
     /**
      * @notice Sets the model the first round starts from.
@@ -246,9 +373,12 @@ interface ITrainingRounds {
      * @dev Requirements:
      * - caller has {AGGREGATOR_ROLE};
      * - `minUpdates >= 1`, `maxSamples >= 1`, `block.timestamp < deadline < 2^40`;
-     * - unsampled rounds: at least `minUpdates` active nodes ({QuorumUnreachable});
+     * - transparent rounds (`threshold == 0`): `unmaskWindow == 0`; secure rounds:
+     *   `unmaskWindow >= 1` and `deadline + unmaskWindow < 2^40` ({InvalidUnmaskWindow});
+     * - unsampled rounds: at least `minUpdates` active nodes ({QuorumUnreachable}), and for a
+     *   secure round at least `threshold` ({InvalidThreshold});
      * - the current round, if any, is finalized or expired; if it is still open but
-     *   `block.timestamp > deadline + gracePeriod`, it is expired first (emitting {RoundExpired}
+     *   its expiry time has passed (see {expireRound}), it is expired first (emitting {RoundExpired}
      *   with `expiredBy == msg.sender`), otherwise the call reverts with {RoundStillOpen};
      * - the genesis model is set, and `baseModelHash` equals {latestModelHash};
      * - `configHash` is not zero.
@@ -281,22 +411,61 @@ interface ITrainingRounds {
     function submitBatch(uint256 roundId, SignedCommitment[] calldata commitments) external returns (uint256 committed);
 
     /**
+     * @notice Fixes the survivors of secure round `roundId`: every committer except `excluded`,
+     * the committers whose masked update blob the aggregator does not hold or found malformed.
+     * @dev Requirements: caller has {AGGREGATOR_ROLE}; round `roundId` is open ({UnknownRound},
+     * {RoundNotOpen}) and secure ({NotSecureRound}); not sealed yet ({AlreadySealed}); the commit
+     * phase is closed, by the same rule as {finalizeRound} ({CommitPhaseOpen});
+     * `block.timestamp <= unmaskDeadline` ({UnmaskPhaseOver}); `excluded` is strictly ascending
+     * ({ExclusionsNotSorted}) and each of its addresses committed in this round ({NotCommitted});
+     * at least `max(threshold, minUpdates)` survivors remain ({TooFewSurvivors}).
+     * Emits {CommitmentExcluded} for each excluded node, then {CommitmentsSealed}.
+     */
+    function sealCommitments(uint256 roundId, address[] calldata excluded) external;
+
+    /**
+     * @notice Posts the caller's unmasking hash to secure round `roundId`. The caller pays the gas.
+     * @dev Requirements: round `roundId` is open, secure ({NotSecureRound}) and sealed
+     * ({NotSealed}); `block.timestamp <= unmaskDeadline` ({UnmaskPhaseOver}); `unmaskHash` is not
+     * zero; the caller is a survivor ({NotSurvivor}) and has not posted in this round
+     * ({AlreadyUnmasked}). Emits {UnmaskSubmitted}.
+     * @param unmaskHash The commitment hash of the node's unmasking blob (its shares for the
+     * survivors' self-masks and the dropped nodes' pairwise masks).
+     */
+    function submitUnmask(uint256 roundId, bytes32 unmaskHash) external;
+
+    /**
+     * @notice Posts survivors' signed unmasking hashes to secure round `roundId` in one
+     * transaction. Anyone may relay.
+     * @dev Requirements: round `roundId` is open, secure ({NotSecureRound}) and sealed
+     * ({NotSealed}), and `block.timestamp <= unmaskDeadline - relayCutoff` ({RelayClosed}), so a
+     * node that a relayer left out can still post itself. Each entry whose signer could not post
+     * directly (see {submitUnmask}) is skipped with {UnmaskSkipped} instead of reverting. The
+     * others emit {UnmaskSubmitted} exactly as a direct post does.
+     * @return posted How many entries were posted.
+     */
+    function submitUnmaskBatch(uint256 roundId, SignedUnmask[] calldata posts) external returns (uint256 posted);
+
+    /**
      * @notice Closes round `roundId` with its result, which becomes the latest model.
      * @dev Requirements: caller has {AGGREGATOR_ROLE}; round `roundId` is open;
      * `minUpdates <= acceptedCount <= commitCount`; neither hash is zero; and either the
      * deadline has passed, or the round is not sampled and `commitCount == eligibleCount`
-     * ({CommitPhaseOpen}). Allowed until the round is expired. Emits {RoundFinalized}.
+     * ({CommitPhaseOpen}). A secure round must also be sealed ({NotSealed}), hold at least
+     * `threshold` unmasking posts ({TooFewUnmasks}), and `acceptedCount <= survivorCount`
+     * ({AcceptedExceedsCommitments}). Allowed until the round is expired. Emits {RoundFinalized}.
      */
     function finalizeRound(uint256 roundId, bytes32 newModelHash, bytes32 reportHash, uint32 acceptedCount) external;
 
     /**
      * @notice Closes round `roundId` without a result. Anyone may call it.
-     * @dev Requirements: round `roundId` is open and `block.timestamp > deadline + gracePeriod`.
-     * Emits {RoundExpired}.
+     * @dev Requirements: round `roundId` is open and `block.timestamp > deadline + gracePeriod`
+     * (a secure round: `block.timestamp > unmaskDeadline + gracePeriod`). Emits {RoundExpired}.
      */
     function expireRound(uint256 roundId) external;
 
-    /// @notice Seconds after a round's deadline during which only the aggregator can close it.
+    /// @notice Seconds after a round's deadline (a secure round's `unmaskDeadline`) during which
+    /// only the aggregator can close it.
     function gracePeriod() external view returns (uint64);
 
     /// @notice The model the first round starts from; zero until {setGenesisModel}.
@@ -344,4 +513,27 @@ interface ITrainingRounds {
 
     /// @notice The EIP-712 digest a node signs to commit `updateHash` with `numSamples` in round `roundId`.
     function commitmentDigest(uint256 roundId, bytes32 updateHash, uint64 numSamples) external view returns (bytes32);
+
+    /// @notice The unmask phase of round `roundId`; every field is zero for a transparent round.
+    /// Reverts with {UnknownRound} for an id that was never opened.
+    function getUnmaskPhase(uint256 roundId) external view returns (UnmaskPhase memory);
+
+    /// @notice Whether `node` is a survivor of round `roundId`: the round is secure and sealed,
+    /// `node` committed in it and was not excluded. Like {hasCommitted}, only answerable while
+    /// `roundId` is the node's last committed round (the events keep the full history).
+    function isSurvivor(uint256 roundId, address node) external view returns (bool);
+
+    /// @notice Whether `node` posted its unmasking hash in round `roundId` (only answerable for the
+    /// last round in which it posted, and later).
+    function hasUnmasked(uint256 roundId, address node) external view returns (bool);
+
+    /// @notice The unmask accumulator a secure round starts from at sealing:
+    /// `keccak256(abi.encode(block.chainid, address(this), roundId, UNMASK_DOMAIN))`.
+    function initialUnmaskAccumulator(uint256 roundId) external view returns (bytes32);
+
+    /// @notice One step of the unmask accumulator: `keccak256(abi.encode(acc, node, unmaskHash))`.
+    function foldUnmask(bytes32 acc, address node, bytes32 unmaskHash) external pure returns (bytes32);
+
+    /// @notice The EIP-712 digest a node signs to post `unmaskHash` in round `roundId`.
+    function unmaskDigest(uint256 roundId, bytes32 unmaskHash) external view returns (bytes32);
 }

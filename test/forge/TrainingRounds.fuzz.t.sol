@@ -30,9 +30,47 @@ contract TrainingRoundsFuzzTest is Test {
                 minUpdates: 1,
                 maxSamples: MAX_SAMPLES,
                 selectionRate: rate,
-                relayCutoff: 100
+                relayCutoff: 100,
+                threshold: 0,
+                unmaskWindow: 0
             })
         );
+    }
+
+    /// @dev A sealed secure round (threshold 1) in which `node`, the only member, committed.
+    function _sealedWith(address node) internal returns (uint256 rid) {
+        rounds.admitNode(node, "", bytes32(0));
+        rid = rounds.openRound(
+            GENESIS,
+            keccak256("config"),
+            ITrainingRounds.RoundParams({
+                deadline: uint64(block.timestamp + 1000),
+                minUpdates: 1,
+                maxSamples: MAX_SAMPLES,
+                selectionRate: 0,
+                relayCutoff: 100,
+                threshold: 1,
+                unmaskWindow: 500
+            })
+        );
+        vm.prank(node);
+        rounds.submitUpdate(rid, keccak256("update"), 1);
+        rounds.sealCommitments(rid, new address[](0)); // everyone committed: sealed early
+    }
+
+    function _signUnmask(uint256 key, uint256 rid, bytes32 unmaskHash)
+        internal
+        view
+        returns (ITrainingRounds.SignedUnmask memory u)
+    {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(key, rounds.unmaskDigest(rid, unmaskHash));
+        u = ITrainingRounds.SignedUnmask(unmaskHash, r, bytes32(uint256(s) | (uint256(v - 27) << 255)));
+    }
+
+    function _unmaskBatch(uint256 rid, ITrainingRounds.SignedUnmask memory u) internal returns (uint256) {
+        ITrainingRounds.SignedUnmask[] memory list = new ITrainingRounds.SignedUnmask[](1);
+        list[0] = u;
+        return rounds.submitUnmaskBatch(rid, list);
     }
 
     function _key(uint256 seed) internal pure returns (uint256) {
@@ -166,5 +204,68 @@ contract TrainingRoundsFuzzTest is Test {
             keccak256(abi.encodePacked("\x19\x01", domain, structHash)),
             "digest"
         );
+    }
+
+    /// The unmask digest is EIP-712's, over the same domain and the documented type.
+    function testFuzz_unmask_digest_is_eip712(uint256 rid, bytes32 unmaskHash) public view {
+        bytes32 domain = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("fedchain"),
+                keccak256("2"),
+                block.chainid,
+                address(rounds)
+            )
+        );
+        bytes32 structHash = keccak256(abi.encode(keccak256("Unmask(uint256 roundId,bytes32 unmaskHash)"), rid, unmaskHash));
+        assertEq(
+            rounds.unmaskDigest(rid, unmaskHash), keccak256(abi.encodePacked("\x19\x01", domain, structHash)), "digest"
+        );
+    }
+
+    /// An unmasking post signed with vm.sign by a survivor is posted by a relayed batch, once.
+    function testFuzz_a_signed_unmask_is_posted(uint256 keySeed, bytes32 unmaskHash) public {
+        uint256 key = _key(keySeed);
+        address node = vm.addr(key);
+        if (unmaskHash == bytes32(0)) unmaskHash = keccak256("nonzero");
+        uint256 rid = _sealedWith(node);
+        bytes32 acc = rounds.getUnmaskPhase(rid).unmaskAccumulator;
+        assertEq(acc, rounds.initialUnmaskAccumulator(rid), "initial unmask accumulator");
+        assertEq(
+            acc,
+            keccak256(abi.encode(block.chainid, address(rounds), rid, keccak256("fedchain/unmask"))),
+            "initial unmask accumulator formula"
+        );
+        assertEq(_unmaskBatch(rid, _signUnmask(key, rid, unmaskHash)), 1, "posted");
+        assertTrue(rounds.hasUnmasked(rid, node), "hasUnmasked");
+        assertEq(
+            rounds.getUnmaskPhase(rid).unmaskAccumulator, keccak256(abi.encode(acc, node, unmaskHash)), "accumulator"
+        );
+        assertEq(_unmaskBatch(rid, _signUnmask(key, rid, unmaskHash)), 0, "duplicate posted");
+        assertEq(rounds.getUnmaskPhase(rid).unmaskCount, 1, "unmaskCount");
+    }
+
+    /// Changing any field of a signed unmasking post after signing makes the batch skip it.
+    function testFuzz_a_tampered_unmask_is_skipped(uint256 keySeed, bytes32 unmaskHash, uint256 field, uint256 flip)
+        public
+    {
+        uint256 key = _key(keySeed);
+        address node = vm.addr(key);
+        if (unmaskHash == bytes32(0)) unmaskHash = keccak256("nonzero");
+        if (flip == 0) flip = 1;
+        uint256 rid = _sealedWith(node);
+        ITrainingRounds.SignedUnmask memory u = _signUnmask(key, rid, unmaskHash);
+        field = field % 3;
+        if (field == 0) {
+            u.unmaskHash ^= bytes32(flip);
+            if (u.unmaskHash == bytes32(0)) u.unmaskHash = bytes32(flip >> 1 | 1);
+        } else if (field == 1) {
+            u.r ^= bytes32(flip);
+        } else {
+            u.vs ^= bytes32(flip);
+        }
+        assertEq(_unmaskBatch(rid, u), 0, "tampered post accepted");
+        assertTrue(!rounds.hasUnmasked(rid, node), "node marked as posted");
+        assertEq(rounds.getUnmaskPhase(rid).unmaskAccumulator, rounds.initialUnmaskAccumulator(rid), "accumulator moved");
     }
 }

@@ -148,6 +148,16 @@ def sign(contract: Any, key: Any, round_id: int, update_hash: Any, samples: int,
     return (update_hash, samples, *compact(v, r, s))
 
 
+def sign_unmask(contract: Any, key: Any, round_id: int, unmask_hash: Any, *, high_s: bool = False) -> tuple:
+    """A SignedUnmask tuple (unmaskHash, r, vs) signed with ``key`` over the contract's own digest
+    (``high_s``: the malleable twin, as in :func:`sign`)."""
+    sig = Account.unsafe_sign_hash(b32(contract.unmaskDigest(round_id, unmask_hash)), private_key=key)
+    v, r, s = sig.v, sig.r, sig.s
+    if high_s:
+        v, s = (28 if v == 27 else 27), SECP256K1_N - s
+    return (unmask_hash, *compact(v, r, s))
+
+
 # --- time ------------------------------------------------------------------------------------
 def now() -> int:
     """Timestamp of the latest block (what the contracts compare against, give or take a block)."""
@@ -416,9 +426,9 @@ def rounds(nodes, admin, aggregator, genesis):
 
 
 def params(deadline: int, min_updates: int = 1, max_samples: int = MAX_SAMPLES, selection_rate: int = 0,
-           relay_cutoff: int = 0) -> tuple:
-    """A RoundParams tuple."""
-    return (deadline, min_updates, max_samples, selection_rate, relay_cutoff)
+           relay_cutoff: int = 0, threshold: int = 0, unmask_window: int = 0) -> tuple:
+    """A RoundParams tuple (threshold 0: a transparent round)."""
+    return (deadline, min_updates, max_samples, selection_rate, relay_cutoff, threshold, unmask_window)
 
 
 class Fed:
@@ -429,14 +439,15 @@ class Fed:
         self._n = 0
 
     def open(self, *, min_updates: int = 1, seconds: int = ROUND_SECONDS, base: str | None = None,
-             max_samples: int = MAX_SAMPLES, selection_rate: int = 0, relay_cutoff: int = 0):
-        """Open the next round from the latest model. Returns (roundId, tx, deadline)."""
+             max_samples: int = MAX_SAMPLES, selection_rate: int = 0, relay_cutoff: int = 0, threshold: int = 0,
+             unmask_window: int = 0):
+        """Open the next round from the latest model (transparent unless ``threshold``). Returns
+        (roundId, tx, deadline)."""
         self._n += 1
         deadline = now() + seconds
         base = base if base is not None else self.rounds.latestModelHash()
-        tx = self.rounds.openRound(base, h("config", self._n),
-                                   params(deadline, min_updates, max_samples, selection_rate, relay_cutoff),
-                                   {"from": self.aggregator})
+        p = params(deadline, min_updates, max_samples, selection_rate, relay_cutoff, threshold, unmask_window)
+        tx = self.rounds.openRound(base, h("config", self._n), p, {"from": self.aggregator})
         return tx.return_value, tx, deadline
 
     def update(self, round_id: int, node: Any) -> str:

@@ -87,13 +87,19 @@ def test_eip712_domain_is_fedchain_version_2_on_this_chain_and_address(rounds):
 
 TRAINING_ROUNDS_FUNCTIONS = [
     "AGGREGATOR_ROLE()", "MAX_GRACE_PERIOD()", "COMMITMENT_TYPEHASH()", "setGenesisModel(bytes32)",
-    "openRound(bytes32,bytes32,(uint64,uint32,uint64,uint64,uint32))", "submitUpdate(uint256,bytes32,uint64)",
+    "openRound(bytes32,bytes32,(uint64,uint32,uint64,uint64,uint32,uint32,uint32))",
+    "submitUpdate(uint256,bytes32,uint64)",
     "submitBatch(uint256,(bytes32,uint64,bytes32,bytes32)[])", "finalizeRound(uint256,bytes32,bytes32,uint32)",
     "expireRound(uint256)", "gracePeriod()", "genesisModelHash()", "latestModelHash()", "currentRoundId()",
     "lastFinalizedRoundId()", "getRound(uint256)", "lastCommittedRound(address)", "hasCommitted(uint256,address)",
     "isSelected(uint256,address)", "isEligible(uint256,address)", "initialAccumulator(uint256)",
     "foldCommitment(bytes32,address,bytes32,uint64)", "checkCommitments(uint256,(address,bytes32,uint64)[])",
     "commitmentDigest(uint256,bytes32,uint64)",
+    # secure rounds
+    "UNMASK_TYPEHASH()", "UNMASK_DOMAIN()", "sealCommitments(uint256,address[])", "submitUnmask(uint256,bytes32)",
+    "submitUnmaskBatch(uint256,(bytes32,bytes32,bytes32)[])", "getUnmaskPhase(uint256)",
+    "isSurvivor(uint256,address)", "hasUnmasked(uint256,address)", "initialUnmaskAccumulator(uint256)",
+    "foldUnmask(bytes32,address,bytes32)", "unmaskDigest(uint256,bytes32)",
 ]
 NODE_REGISTRY_FUNCTIONS = [
     "REGISTRAR_ROLE()", "admitNode(address,bytes,bytes32)", "removeNode(address)", "setOpenRegistration(bool)",
