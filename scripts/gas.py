@@ -7,8 +7,11 @@ Deploys on the development network (a fresh anvil), admits nodes, runs rounds an
 ``gasUsed`` from each receipt (the 21,000 base included). "Typical" means steady state, not the
 first call ever: e.g. an ``openRound`` after a finalized round, a ``submitUpdate`` by a node
 that already committed in an earlier round, a 20-node ``submitBatch`` of nodes that all committed
-in an earlier round. The other cases that cost differently are printed above. The last line of
-output is a JSON object ``{function: gas}``; docs/gas.md explains it.
+in an earlier round. The secure-round calls (``openRound_secure``, ``sealCommitments_0`` / ``_3``
+excluded, ``submitUnmask``, a 10-node ``submitUnmaskBatch``, ``finalizeRound_secure``) are
+measured after every transparent case, in rounds 9 and 10. The other cases that cost differently
+are printed above. The last line of output is a JSON object ``{function: gas}``; docs/gas.md
+explains it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ RELAY_CUTOFF = 600
 MAX_SAMPLES = 10**6
 NODES = 6  # direct committers (brownie accounts)
 BATCH = 20  # relayed committers (keys only: they never send a transaction)
+UNMASK_BATCH = 10  # relayed unmasking posts in one submitUnmaskBatch
+UNMASK_WINDOW = 1800  # secure rounds: seconds after the deadline for unmasking posts
+THRESHOLD = 13  # secure rounds: t of the 26 nodes
 PUBLIC_KEY = bytes(range(1, 33))  # a 32-byte key, e.g. X25519 for secure aggregation
 
 
@@ -45,14 +51,23 @@ def signed(rounds, key, rid, update_hash, samples) -> tuple:
     return (update_hash, samples, "0x" + sig.r.to_bytes(32, "big").hex(), "0x" + vs.to_bytes(32, "big").hex())
 
 
-def params(deadline: int, min_updates: int = 1) -> tuple:
-    return (deadline, min_updates, MAX_SAMPLES, 0, RELAY_CUTOFF)
+def signed_unmask(rounds, key, rid, unmask_hash) -> tuple:
+    """An EIP-712 Unmask signature in the EIP-2098 compact form."""
+    sig = Account.unsafe_sign_hash(bytes(rounds.unmaskDigest(rid, unmask_hash)), private_key=key)
+    vs = sig.s | ((sig.v - 27) << 255)
+    return (unmask_hash, "0x" + sig.r.to_bytes(32, "big").hex(), "0x" + vs.to_bytes(32, "big").hex())
 
 
-def run_round(rounds, aggregator, nodes, keys, base, number, *, finalize=True):
+def params(deadline: int, min_updates: int = 1, threshold: int = 0) -> tuple:
+    """RoundParams: transparent, or secure with ``threshold`` and an UNMASK_WINDOW."""
+    return (deadline, min_updates, MAX_SAMPLES, 0, RELAY_CUTOFF, threshold, UNMASK_WINDOW if threshold else 0)
+
+
+def run_round(rounds, aggregator, nodes, keys, base, number, *, finalize=True, threshold=0):
     """Open a round, let every node commit (directly, then the keys in one batch), finalize early
     (everyone committed). Returns the receipts and the new model."""
-    tx_open = rounds.openRound(base, h("config", number), params(chain.time() + ROUND_SECONDS), {"from": aggregator})
+    tx_open = rounds.openRound(base, h("config", number), params(chain.time() + ROUND_SECONDS, threshold=threshold),
+                               {"from": aggregator})
     rid = tx_open.return_value
     submits = [rounds.submitUpdate(rid, h(f"update{n}", number), 1000 + n, {"from": node})
                for n, node in enumerate(nodes)]
@@ -145,9 +160,46 @@ def main() -> dict[str, int]:
     # A sampled round stores its seed too.
     chain.sleep(ROUND_SECONDS + GRACE + 1)
     chain.mine()
-    tx7 = rounds.openRound(model, h("config", 7), (chain.time() + ROUND_SECONDS, 1, MAX_SAMPLES, 2**63, 0),
+    tx7 = rounds.openRound(model, h("config", 7), (chain.time() + ROUND_SECONDS, 1, MAX_SAMPLES, 2**63, 0, 0, 0),
                            {"from": aggregator})
     notes.append(("openRound of a sampled round, expiring the previous one", tx7.gas_used))
+
+    # Secure rounds, after every transparent case. Round 7 is expired, round 8 is a transparent
+    # round finalized (so round 9 opens after a finalized round, like the typical openRound).
+    chain.sleep(ROUND_SECONDS + GRACE + 1)
+    chain.mine()
+    rounds.expireRound(tx7.return_value, {"from": accounts[9]})
+    *_, model = run_round(rounds, aggregator, nodes, keys, model, 8)
+    # Round 9: every node commits (so it is sealed at once), no exclusion, then 6 direct posts and
+    # 10 relayed ones, then finalized.
+    rid9, tx9, *_ = run_round(rounds, aggregator, nodes, keys, model, 9, finalize=False, threshold=THRESHOLD)
+    gas["openRound_secure"] = tx9.gas_used
+    gas["sealCommitments_0"] = rounds.sealCommitments(rid9, [], {"from": aggregator}).gas_used
+    posts = [rounds.submitUnmask(rid9, h(f"unmask{n}", 9), {"from": node}) for n, node in enumerate(nodes)]
+    notes.append(("submitUnmask, the round's first post (its accumulator was written at sealing)", posts[0].gas_used))
+    gas["submitUnmask"] = posts[1].gas_used
+    entries = [signed_unmask(rounds, k, rid9, h(f"unmask-relayed{n}", 9)) for n, k in enumerate(keys[:UNMASK_BATCH])]
+    ubatch = rounds.submitUnmaskBatch(rid9, entries, {"from": aggregator})
+    assert ubatch.return_value == UNMASK_BATCH, ubatch.return_value
+    gas[f"submitUnmaskBatch_{UNMASK_BATCH}"] = ubatch.gas_used
+    gas[f"submitUnmaskBatch_per_node_{UNMASK_BATCH}"] = ubatch.gas_used // UNMASK_BATCH
+    one = rounds.submitUnmaskBatch(rid9, [signed_unmask(rounds, keys[UNMASK_BATCH], rid9, h("unmask-one", 9))],
+                                   {"from": aggregator})
+    notes.append(("submitUnmaskBatch of 1", one.gas_used))
+    dup = rounds.submitUnmaskBatch(rid9, [signed_unmask(rounds, keys[0], rid9, h("unmask-again", 9))],
+                                   {"from": aggregator})
+    notes.append(("submitUnmaskBatch of 1 skipped entry (AlreadySubmitted)", dup.gas_used))
+    model = h("model", 9)
+    gas["finalizeRound_secure"] = rounds.finalizeRound(rid9, model, h("report", 9), len(nodes) + len(keys),
+                                                       {"from": aggregator}).gas_used
+    # Round 10: every node commits, the seal excludes 3 of them; nobody posts and the round expires.
+    rid10, *_ = run_round(rounds, aggregator, nodes, keys, model, 10, finalize=False, threshold=THRESHOLD)
+    excluded = sorted((Account.from_key(k).address for k in keys[:3]), key=lambda a: int(a, 16))
+    gas["sealCommitments_3"] = rounds.sealCommitments(rid10, excluded, {"from": aggregator}).gas_used
+    chain.sleep(ROUND_SECONDS + UNMASK_WINDOW + GRACE + 1)
+    chain.mine()
+    notes.append(("expireRound of a secure round (after unmaskDeadline + grace)",
+                  rounds.expireRound(rid10, {"from": accounts[9]}).gas_used))
 
     print("\nOther cases (gasUsed):")
     for label, value in notes:
@@ -157,7 +209,9 @@ def main() -> dict[str, int]:
         print(f"  {gas[name]:>9,}  {name}")
     order = ["admitNode", "removeNode", "register", "updateNode", "setOpenRegistration", "setGenesisModel",
              "openRound", "submitUpdate", f"submitBatch_{BATCH}", f"submitBatch_per_node_{BATCH}", "finalizeRound",
-             "expireRound", "deploy"]
+             "expireRound", "openRound_secure", "sealCommitments_0", "sealCommitments_3", "submitUnmask",
+             f"submitUnmaskBatch_{UNMASK_BATCH}", f"submitUnmaskBatch_per_node_{UNMASK_BATCH}", "finalizeRound_secure",
+             "deploy"]
     result = {name: int(gas[name]) for name in order}
     # Stop the chain now, so that brownie's "Terminating local RPC client..." comes before the
     # JSON line instead of after it.
