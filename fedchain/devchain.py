@@ -51,7 +51,7 @@ def anvil_command(port: int, host: str = "127.0.0.1", accounts: int = 10, block_
     cmd = [anvil_binary(), "--host", host, "--port", str(port), "--accounts", str(accounts),
            "--chain-id", str(chain_id)]
     if block_time:
-        cmd += ["--block-time", str(block_time)]
+        cmd += ["--block-time", str(block_time), "--mixed-mining"]
     if quiet:
         cmd.append("--silent")
     return cmd
