@@ -373,3 +373,31 @@ def test_bucketing_seed_comes_from_the_round_seed(setup):
     agg.ensure_genesis()
     rid, opened = agg.open_round(min_updates=1, round_seconds=300)
     assert opened["config"]["strategy"]["params"]["seed"] == opened["config"]["seed"]
+
+
+def test_secure_aggregator_refuses_to_open_a_round_that_could_pass_the_privacy_budget(setup):
+    from fedchain.aggregator.config import SecureSettings
+    from fedchain.privacy import PrivacyBudgetExceeded
+
+    chain, store, task, _, nodes = setup
+    agg = Aggregator(chain, store, task, task_spec="tiny", poll_interval=0.01, log=lambda m: None,
+                     secure=SecureSettings(clip=1.0, scale_bits=16, noise_multiplier=0.5), privacy_budget=1.0)
+    agg.ensure_genesis()
+    with pytest.raises(PrivacyBudgetExceeded) as exc:
+        agg.open_round(min_updates=2, round_seconds=60)
+    assert exc.value.reason == "privacy_budget_exceeded" and "budget" in exc.value.message
+    assert chain.current_round_id() == 0  # nothing was opened
+    roomy = Aggregator(chain, store, task, task_spec="tiny", poll_interval=0.01, log=lambda m: None,
+                       secure=SecureSettings(clip=1.0, scale_bits=16, noise_multiplier=0.5), privacy_budget=1e6)
+    rid, opened = roomy.open_round(min_updates=2, round_seconds=60)
+    config = opened["config"]
+    assert rid == 1 and config["mode"] == "secure" and config["secure"]["threshold"] == 2  # majority of 3
+    assert config["privacy"]["budget"] == 1e6 and config["privacy"]["state_hash"] is None
+
+
+def test_secure_aggregator_refuses_a_robust_strategy_and_says_why(setup):
+    from fedchain.aggregator.config import SecureSettings
+
+    chain, store, task, _, _ = setup
+    with pytest.raises(ConfigError, match="robust rules need each node's update"):
+        Aggregator(chain, store, task, task_spec="tiny", strategy="median", secure=SecureSettings(), log=lambda m: None)
