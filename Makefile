@@ -14,7 +14,7 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test browser screenshots test-contracts test-invariants test-unit test-e2e compile dist gas lint-contracts bench clean
+.PHONY: help install demo test browser hardhat screenshots test-contracts test-invariants test-unit test-e2e compile dist gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
@@ -112,7 +112,14 @@ test-invariants: install
 test-unit:
 	@if [ -d tests/unit ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/unit; fi
 
-test-e2e: browser
+# Hardhat Network: a second, independent EVM node for tests/e2e/test_hardhat.py (its own npm folder).
+hardhat: tools/hardhat/node_modules/.stamp
+
+tools/hardhat/node_modules/.stamp: tools/hardhat/package.json tools/hardhat/package-lock.json
+	cd tools/hardhat && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test-e2e: browser hardhat
 	@if [ -d tests/e2e ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/e2e; fi
 
 # ---------------------------------------------------------------------------------------------

@@ -57,6 +57,34 @@ def anvil_command(port: int, host: str = "127.0.0.1", accounts: int = 10, block_
     return cmd
 
 
+HARDHAT_DIR = REPO_ROOT / "tools" / "hardhat"
+
+
+def start_hardhat(port: int, *, host: str = "127.0.0.1", log_path: Path | None = None,
+                  timeout: float = 60.0) -> subprocess.Popen:
+    """Start Hardhat Network (tools/hardhat, installed by `make hardhat`) and return once it answers:
+    chain id 31337, the dev mnemonic's accounts, a block per transaction and one every second."""
+    binary = HARDHAT_DIR / "node_modules" / ".bin" / "hardhat"
+    if not binary.exists():
+        raise ConfigError("Hardhat is not installed", hint="run `make hardhat`")
+    if port_open(host, port):
+        raise ConfigError(f"port {port} is already in use", hint="stop the other chain or pick another port")
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    env = dict(os.environ, HARDHAT_DISABLE_TELEMETRY_PROMPT="true", DO_NOT_TRACK="1")
+    proc = subprocess.Popen([str(binary), "node", "--hostname", host, "--port", str(port)], cwd=HARDHAT_DIR,
+                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True, preexec_fn=die_with_parent)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise ConfigError(f"hardhat exited with code {proc.returncode}", hint=f"see {log_path}" if log_path else None)
+        if port_open(host, port):
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise ConfigError(f"hardhat did not answer on port {port} within {timeout:.0f} s")
+
+
 def start_anvil(port: int, *, host: str = "127.0.0.1", accounts: int = 10, log_path: Path | None = None,
                 timeout: float = 20.0, block_time: float | None = None) -> subprocess.Popen:
     """Start anvil in the background and return once it answers JSON-RPC."""

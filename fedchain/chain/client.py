@@ -21,7 +21,7 @@ from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from fedchain.chain.deployment import Deployment, load_deployment
-from fedchain.chain.revert import RevertDecoder
+from fedchain.chain.revert import RevertDecoder, revert_data
 from fedchain.chain import accumulator
 from fedchain.chain.types import (
     Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, SecureRoundView, TxResult, UnmaskPhase, UnmaskPost,
@@ -164,7 +164,7 @@ class ChainClient:
         try:
             return fn.call() if block is None else fn.call(block_identifier=int(block))
         except ContractLogicError as exc:
-            raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
+            raise self.decoder.decode(revert_data(exc), function=name) from exc
         except (requests.exceptions.RequestException, OSError) as exc:
             raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
 
@@ -506,7 +506,7 @@ class ChainClient:
                 rcpt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.receipt_timeout)
             except ContractLogicError as exc:
                 self._nonce = None  # the nonce we took was not used
-                raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
+                raise self.decoder.decode(revert_data(exc), function=name) from exc
             except (requests.exceptions.RequestException, OSError) as exc:
                 self._nonce = None
                 raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
@@ -519,13 +519,16 @@ class ChainClient:
                     refresh = True
                     continue
                 self._nonce = None
+                data = revert_data(exc)
+                if data is not None:  # Hardhat: the transaction was mined and reverted, data in the error
+                    raise self.decoder.decode(data, function=name) from exc
                 raise ChainError(f"{name}: the node refused the transaction: {exc}") from exc
             if rcpt["status"] != 1:
                 # Replay as a call at the failing block to recover the revert data.
                 try:
                     contract_fn.call({"from": account.address}, block_identifier=rcpt["blockNumber"])
                 except ContractLogicError as exc:
-                    raise self.decoder.decode(exc.data if isinstance(exc.data, str) else None, function=name) from exc
+                    raise self.decoder.decode(revert_data(exc), function=name) from exc
                 raise ContractRevert("UnknownRevert", {"tx": _hex(rcpt["transactionHash"])}, function=name)
             return self._result(rcpt)
         raise ChainError(f"{name}: could not get a valid nonce after {retries} tries")

@@ -7,6 +7,7 @@ OpenZeppelin errors they inherit, e.g. ``AccessControlUnauthorizedAccount``); th
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
 from eth_abi import decode as abi_decode
@@ -32,6 +33,42 @@ def _normalise(value: Any, abi_type: str) -> Any:
     if abi_type == "address" and isinstance(value, str):
         return to_checksum_address(value)
     return value
+
+
+_RETURN_DATA = re.compile(r"return data: (0x[0-9a-fA-F]*)")
+
+
+def revert_data(error: Any) -> str | None:
+    """The revert data of a node's error, whatever shape the node gives it: anvil puts the hex in
+    ``data``; Hardhat nests it (``data: {"message", "data": "0x.."}``) and, for a transaction it
+    mined and reverted, answers ``eth_sendRawTransaction`` with an error carrying it the same
+    way. Takes a web3 ``ContractLogicError``/``Web3RPCError`` or the JSON-RPC error object."""
+    for candidate in (getattr(error, "data", None), *(getattr(error, "args", None) or ()), error):
+        found = _find_data(candidate, 0)
+        if found is not None:
+            return found
+    m = _RETURN_DATA.search(str(error))
+    return m.group(1) if m else None
+
+
+def _find_data(obj: Any, depth: int) -> str | None:
+    if depth > 4:
+        return None
+    if isinstance(obj, str):
+        return obj if obj.startswith("0x") and len(obj) >= 10 and _is_hex(obj[2:]) else None
+    if isinstance(obj, dict):
+        for key in ("data", "error"):
+            if key in obj:
+                found = _find_data(obj[key], depth + 1)
+                if found is not None:
+                    return found
+        m = _RETURN_DATA.search(str(obj.get("message", "")))
+        return m.group(1) if m else None
+    return None
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class RevertDecoder:

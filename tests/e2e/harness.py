@@ -67,19 +67,24 @@ class DevChain:
     env: dict
 
 
-def deploy_dev_chain(workdir: Path, admit: "Iterable[int]", *, grace: int = GRACE) -> DevChain:
-    """Start anvil and deploy; admit the dev accounts ``admit``. Stops anvil again if deploying fails."""
+def deploy_dev_chain(workdir: Path, admit: "Iterable[int]", *, grace: int = GRACE, node: str = "anvil") -> DevChain:
+    """Start anvil (or ``node="hardhat"``: Hardhat Network) and deploy; admit the dev accounts
+    ``admit``. Stops the chain again if deploying fails."""
     from fedchain.aggregator.service import genesis_model
     from fedchain.chain.accounts import dev_account, secure_keys
     from fedchain.chain.deploy import deploy
-    from fedchain.devchain import env_with_repo, free_port, start_anvil
+    from fedchain.devchain import env_with_repo, free_port, start_anvil, start_hardhat
     from fedchain.tasks import load_task
 
     rpc_url = f"http://127.0.0.1:{free_port()}"
     deployments_dir, data_dir = workdir / "deployments", workdir / "aggregator"
     admit = list(admit)
-    anvil = start_anvil(int(rpc_url.rsplit(":", 1)[1]), accounts=max(10, max(admit, default=0) + 2),
-                        log_path=workdir / "anvil.log", block_time=1)
+    port = int(rpc_url.rsplit(":", 1)[1])
+    if node == "hardhat":
+        anvil = start_hardhat(port, log_path=workdir / "hardhat.log")
+    else:
+        anvil = start_anvil(port, accounts=max(10, max(admit, default=0) + 2), log_path=workdir / "anvil.log",
+                            block_time=1)
     try:
         task = load_task("options-iv")
         _, genesis = genesis_model(task, task.default_params(), 0)

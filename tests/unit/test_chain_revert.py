@@ -52,3 +52,22 @@ def test_unknown_selector_keeps_raw_data():
 
 def test_empty_revert_data_is_unknown_revert():
     assert RevertDecoder([ABI]).decode(None).name == "UnknownRevert"
+
+
+def test_revert_data_is_found_in_anvils_and_hardhats_error_shapes():
+    from fedchain.chain.revert import revert_data
+
+    data = "0x4af506380000000000000000000000000000000000000000000000000000000000000063"
+
+    class Err(Exception):
+        def __init__(self, data, *args):
+            super().__init__(*args)
+            self.data = data
+
+    assert revert_data(Err(data)) == data  # anvil: the hex itself
+    nested = {"message": f"VM Exception: reverted with an unrecognized custom error (return data: {data})", "data": data}
+    assert revert_data(Err(nested)) == data  # hardhat, eth_estimateGas / eth_call
+    sent = {"code": -32603, "message": "Error: VM Exception ...", "data": {"message": "...", "txHash": "0x12", "data": data}}
+    assert revert_data(Err(None, sent)) == data  # hardhat answering eth_sendRawTransaction of a reverted tx
+    assert revert_data(Err(None, f"execution reverted (return data: {data})")) == data
+    assert revert_data(Err(None, "nonce too low")) is None
