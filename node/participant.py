@@ -282,14 +282,14 @@ class Participant:
             if rnd.status != RoundStatus.OPEN or now > phase.unmask_deadline:
                 self.log(f"[yellow]round {rid}: the commit phase was never sealed; nothing to unmask[/]")
                 return
-            time.sleep(self.poll)
-        view = self._chain(lambda: self.chain.secure_view(rid), "read the sealed round")
+            time.sleep(min(self.poll, 0.1))  # one eth_call: the seal opens a short window
+        s, keys, ctx = self._secure_round(info)
+        view = self._chain(lambda: self.chain.secure_view(rid, selected=(s, keys)), "read the sealed round")
         survivors = [c.node for c in view.survivors]
         if self.me.lower() not in {a.lower() for a in survivors}:
             self.log(f"[red]round {rid}: the aggregator excluded this node's update at the seal[/] "
                      f"(the round report says why; the upload receipt in {self.receipts_dir} proves the upload)")
             return
-        s, keys, ctx = self._secure_round(info)
         blob = node_unmask_blob(me=self.me, private_key=self.x25519_private, ctx=ctx, selected=s,
                                 committed=survivors, public_keys=keys)
         h = commitment(blob)

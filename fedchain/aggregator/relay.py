@@ -62,7 +62,8 @@ class RelayQueue:
         with self._lock:
             mine = sorted((e for (r, _), e in self._pending.items() if r == round_id), key=lambda e: e.node.lower())
             self._pending.clear()
-            self.arrived.clear()
+            if not self._unmasks:
+                self.arrived.clear()
         return mine
 
     def add_unmask(self, entry: SignedUnmask) -> bool:
@@ -80,6 +81,8 @@ class RelayQueue:
         with self._lock:
             mine = sorted((e for (r, _), e in self._unmasks.items() if r == round_id), key=lambda e: e.node.lower())
             self._unmasks.clear()
+            if not self._pending:
+                self.arrived.clear()
         return mine
 
     def __len__(self) -> int:

@@ -477,12 +477,22 @@ class Aggregator:
                 return self._expire(rid, info.deadline + rules.unmask_window, comp, gas)
             self.log(f"round {rid}: commit phase sealed, {len(decisions) - len(exclusions)} survivor(s)"
                      + (f", {len(exclusions)} excluded" if exclusions else ""))
-        self.wait_for_unmasks(rid)
-        view = self.chain.secure_view(rid)
         prev_hash = (rules.privacy or {}).get("state_hash")
-        comp = compute_secure_round(config, base, SecureRoundInputs.of(view), fetch, ctx,
-                                    min_updates=info.min_updates, exclusions=exclusions,
-                                    prev_privacy=self._privacy_state(prev_hash))
+        selected = (view.selected, view.public_keys)
+        have = 0
+        while True:
+            # Any t valid posts remove the masks: try as soon as t are on-chain, and wait for more
+            # only if those do not suffice (a bad post) and the unmask phase is still open.
+            have = self.wait_for_unmasks(rid, enough=max(rules.secure.threshold, have + 1))
+            view = self.chain.secure_view(rid, selected=selected)
+            comp = compute_secure_round(config, base, SecureRoundInputs.of(view), fetch, ctx,
+                                        min_updates=info.min_updates, exclusions=exclusions,
+                                        prev_privacy=self._privacy_state(prev_hash))
+            phase = view.phase
+            if (comp.model_hash is not None or phase.unmask_count >= phase.survivor_count
+                    or self.chain.block_timestamp() > phase.unmask_deadline
+                    or not str(comp.details.get("error", "")).startswith("unmask_failed")):
+                break
         if comp.model_hash is None:
             return self._expire(rid, view.phase.unmask_deadline, comp, gas)
         extra: dict[str, Any] = {"secure": {**comp.details.get("secure", {}),
@@ -522,23 +532,25 @@ class Aggregator:
                 time.sleep(1)  # our view said the commit phase was over; the next block agrees
         return None
 
-    def wait_for_unmasks(self, round_id: int) -> None:
-        """Until every survivor posted its unmasking blob's hash, or the unmask deadline passed
-        by chain time (then at least t posts are needed to finalize)."""
+    def wait_for_unmasks(self, round_id: int, enough: int | None = None) -> int:
+        """Until ``enough`` unmasking posts are on-chain (default: every survivor's), every survivor
+        posted, or the unmask deadline passed by chain time. Returns how many are on-chain."""
         info = self.chain.get_round(round_id)
         while True:
             phase = self.chain.unmask_phase(round_id)
             self.relay_unmasks(round_id, phase.unmask_deadline - info.relay_cutoff)
             phase = self.chain.unmask_phase(round_id)
             now = self.chain.block_timestamp()
-            if phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline:
-                return
+            if (phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline
+                    or (enough is not None and phase.unmask_count >= enough)):
+                return phase.unmask_count
             if self.on_wait:
                 self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))
+            # Short polls: the posts arrive within a second or two of the seal.
             if self.relay is not None:
-                self.relay.arrived.wait(self.poll)
+                self.relay.arrived.wait(min(self.poll, 0.1))
             else:
-                time.sleep(self.poll)
+                time.sleep(min(self.poll, 0.1))
 
     def relay_unmasks(self, round_id: int, closes_at: int) -> int:
         """Relay queued unmasking posts in one ``submitUnmaskBatch``; returns how many were sent."""

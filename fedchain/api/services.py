@@ -458,23 +458,29 @@ class UploadPolicy:
         return ReceiptOut(round=round_id, node=node, blob_hash=blob_hash, signer=self.signer.address, signature=sig)
 
 
-def secure_set_of(chain: ChainReader, round_id: int) -> list[str]:
-    """The secure set S of a round (eligible at opening, with a valid X25519 key), cached: it
-    never changes once the round is open."""
-    got = _SECURE_SETS.get(round_id)
-    if got is not None and got[0] == chain.rounds_address:
+def selected_of(chain: ChainReader, round_id: int) -> tuple[list[str], dict[str, bytes]]:
+    """A round's selected set and the keys in effect (``ChainClient.selected_set``), cached: they
+    never change once the round is open."""
+    got = _SELECTED.get(round_id)
+    if got is not None and got[0] == (chain.chain_id, chain.rounds_address):
         return got[1]
+    value = chain.selected_set(chain.get_round(round_id))  # type: ignore[attr-defined]
+    if len(_SELECTED) > 64:
+        _SELECTED.clear()
+    _SELECTED[round_id] = ((chain.chain_id, chain.rounds_address), value)
+    return value
+
+
+def secure_set_of(chain: ChainReader, round_id: int) -> list[str]:
+    """The secure set S of a round: its selected nodes with a valid X25519 key."""
     from fedchain.secure.keys import is_valid_public_key
 
-    selected, keys = chain.selected_set(chain.get_round(round_id))  # type: ignore[attr-defined]
-    s = [a for a in selected if is_valid_public_key(keys.get(a, b""))]
-    if len(_SECURE_SETS) > 64:
-        _SECURE_SETS.clear()
-    _SECURE_SETS[round_id] = (chain.rounds_address, s)
-    return s
+    selected, keys = selected_of(chain, round_id)
+    return [a for a in selected if is_valid_public_key(keys.get(a, b""))]
 
 
-_SECURE_SETS: dict[int, tuple[str, list[str]]] = {}
+_SELECTED: dict[int, tuple[tuple[int, str], tuple[list[str], dict[str, bytes]]]] = {}
+_SEALED: dict[tuple[int, str, int, int], tuple[int, list[str], tuple[list[str], dict[str, bytes]]]] = {}
 
 
 class UnmaskUploadPolicy:
@@ -512,13 +518,14 @@ class UnmaskUploadPolicy:
         rules = self.rules.get(self.store, info.config_hash)
         if not rules.is_secure:
             raise _err(Conflict(f"round {round_id} is a transparent round: it has no unmask phase"), "not_secure")
-        view = self.chain.secure_view(round_id)  # type: ignore[attr-defined]
-        if not view.phase.sealed:
+        sealed = self._sealed(round_id, info.opened_at)
+        if sealed is None:
             raise _err(Conflict(f"round {round_id}'s commit phase is not sealed yet",
                                 hint="post the unmasking blob after the CommitmentsSealed event"), "not_sealed")
+        unmask_deadline, survivors, selected = sealed
         now = self.chain.block_timestamp()
-        if now > view.phase.unmask_deadline:
-            raise _err(Conflict(f"the unmask phase of round {round_id} closed at {view.phase.unmask_deadline} "
+        if now > unmask_deadline:
+            raise _err(Conflict(f"the unmask phase of round {round_id} closed at {unmask_deadline} "
                                 f"(chain time is {now})"), "unmask_closed")
         if len(body) > rules.max_update_bytes:
             raise too_large(rules.max_update_bytes, len(body))
@@ -529,14 +536,13 @@ class UnmaskUploadPolicy:
             signer = recover_upload_signer(sig, self.chain.chain_id, self.chain.rounds_address, round_id, h)
         except AuthError as exc:
             raise _err(exc, "bad_signature") from None
-        survivors = [c.node for c in view.survivors]
         if signer.lower() not in {a.lower() for a in survivors}:
             raise _err(Forbidden(f"the unmasking signature recovers to {signer}, which is not a survivor of round "
                                  f"{round_id}'s seal", hint="only committed, non-excluded nodes post unmasking blobs"),
                        "not_survivor")
         from fedchain.secure.keys import is_valid_public_key
 
-        s = [a for a in view.selected if is_valid_public_key(view.public_keys.get(a, b""))]
+        s = [a for a in selected[0] if is_valid_public_key(selected[1].get(a, b""))]
         ctx = SecureContext(chain_id=self.chain.chain_id, contract=self.chain.rounds_address, round=round_id)
         try:
             parse_unmask_blob(body, ctx=ctx, holder=signer, selected=s, committed=survivors)
@@ -545,11 +551,29 @@ class UnmaskUploadPolicy:
                        getattr(exc, "reason", "malformed")) from None
         relayed = None
         if relay_signature:
-            relayed = self._queue(round_id, h, signer, relay_signature, info, view.phase.unmask_deadline, now)
+            relayed = self._queue(round_id, h, signer, relay_signature, info, unmask_deadline, now)
         created = not self.store.has(h)
         self.store.put(body, expected_hash=h)
         log.info("round %s: %s uploaded its unmasking blob %s (%d bytes)", round_id, signer, h, len(body))
         return {"round": round_id, "node": signer, "blob_hash": h, "size": len(body), "relay": relayed}, created
+
+    def _sealed(self, round_id: int, opened_at: int) -> tuple[int, list[str], tuple[list[str], dict[str, bytes]]] | None:
+        """(unmask deadline, survivors, selected set and keys) of a sealed round, or None before the
+        seal. Cached once sealed: the seal fixes them for good (so ten survivors uploading at once
+        do not each replay the round's events)."""
+        key = (self.chain.chain_id, self.chain.rounds_address, round_id, opened_at)  # a restarted chain differs
+        got = _SEALED.get(key)
+        if got is not None:
+            return got
+        selected = selected_of(self.chain, round_id)
+        view = self.chain.secure_view(round_id, selected=selected)  # type: ignore[attr-defined]
+        if not view.phase.sealed:
+            return None
+        value = (view.phase.unmask_deadline, [c.node for c in view.survivors], selected)
+        if len(_SEALED) > 64:
+            _SEALED.clear()
+        _SEALED[key] = value
+        return value
 
     def _queue(self, round_id: int, h: str, signer: str, signature: str, info: RoundInfo, unmask_deadline: int,
                now: int) -> str:

@@ -276,27 +276,30 @@ class ChainClient:
                            sealed_at=int(sealed_at), survivor_count=int(survivors), unmask_count=int(unmasks),
                            accumulator=bytes32_to_hash(acc))
 
-    def secure_view(self, round_id: int, block: int | None = None) -> SecureRoundView:
+    def secure_view(self, round_id: int, block: int | None = None, *,
+                    selected: tuple[list[str], dict[str, bytes]] | None = None) -> SecureRoundView:
         """A secure round read at one block (default: the head now): S and its keys from the
-        registry's events before the round opened, the commitments and the unmasking posts (each
-        list checked against its on-chain accumulator and count), and the excluded nodes."""
+        registry's events before the round opened (``selected``: a copy read before, since S never
+        changes once the round is open), the commitments and the unmasking posts (each list
+        checked against its on-chain accumulator and count), and the excluded nodes."""
         block = self.block_number() if block is None else int(block)
         info = self.get_round(round_id, block)
         phase = self.unmask_phase(round_id, block)
         commitments = self.commitments(round_id, block, info=info)
-        selected, keys = self.selected_set(info)
+        selected_nodes, keys = selected if selected is not None else self.selected_set(info)
         excluded: list[str] = []
         posts: list[UnmaskPost] = []
         if phase.sealed:
             start = max(info.opened_at, self.deploy_block)
-            excluded = [e.args["node"] for e in self._logs(start, block, "CommitmentExcluded", round_id)]
+            logs = self.events(start, block, names={"CommitmentExcluded", "UnmaskSubmitted"})
+            mine = [e for e in logs if int(e.args["roundId"]) == round_id]
+            excluded = [e.args["node"] for e in mine if e.name == "CommitmentExcluded"]
             if len(excluded) != info.commit_count - phase.survivor_count:
                 raise ChainError(
                     f"round {round_id}: {len(excluded)} CommitmentExcluded events, but the seal left "
                     f"{phase.survivor_count} of {info.commit_count} committers",
                     hint="the RPC endpoint may be pruning or withholding logs; use an archive/full node")
-            posts = [UnmaskPost(round_id, e.args["node"], e.args["unmaskHash"])
-                     for e in self._logs(start, block, "UnmaskSubmitted", round_id)]
+            posts = [UnmaskPost(round_id, e.args["node"], e.args["unmaskHash"]) for e in mine if e.name == "UnmaskSubmitted"]
             if len(posts) != phase.unmask_count or accumulator.fold_unmasks(
                     self.chain_id, self.rounds_address, round_id, [(p.node, p.unmask_hash) for p in posts]
             ) != phase.accumulator:
@@ -304,7 +307,7 @@ class ChainClient:
                     f"round {round_id}: the {len(posts)} UnmaskSubmitted events do not match the on-chain "
                     f"unmask accumulator (unmaskCount={phase.unmask_count})",
                     hint="the RPC endpoint may be pruning or withholding logs; use an archive/full node")
-        return SecureRoundView(info=info, phase=phase, selected=selected, public_keys=keys,
+        return SecureRoundView(info=info, phase=phase, selected=list(selected_nodes), public_keys=dict(keys),
                                commitments=commitments, excluded=excluded, posts=posts)
 
     def selected_set(self, info: RoundInfo) -> tuple[list[str], dict[str, bytes]]:
