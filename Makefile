@@ -14,13 +14,14 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test browser hardhat screenshots test-contracts test-invariants test-unit test-e2e compile dist gas lint-contracts bench clean
+.PHONY: help install demo test browser hardhat screenshots test-contracts test-invariants test-unit test-scale postgres test-e2e compile dist gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
 	@echo "make test            install everything, then run every test (contracts, unit, end-to-end)"
 	@echo "make install         .venv (pip), node_modules (npm), solc wrapper, anvil link; idempotent"
-	@echo "make compile | dist | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-e2e"
+	@echo "make compile | dist | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-scale | test-e2e"
+	@echo "make test-scale      the index on PostgreSQL and the blobs on S3, on real servers (docs/scale.md)"
 	@echo "make dist            the wheel a node host installs (dist/fedchain-*.whl, ABI included; README)"
 	@echo "make browser         Debian's chromium for the dashboard test (root: apt-get); make screenshots: docs/img/dashboard.png"
 	@echo "BROWNIE_PORT=N       port of the contract tests' own anvil (default: a free one; never a chain on 8545)"
@@ -80,7 +81,7 @@ demo: install compile
 	$(BIN)/fedchain demo --nodes $(NODES) --rounds $(ROUNDS)
 
 test: install compile
-	$(MAKE) --no-print-directory test-contracts test-invariants test-unit test-e2e
+	$(MAKE) --no-print-directory test-contracts test-invariants test-unit test-scale test-e2e
 
 # brownie's development network is port 8545, and brownie attaches to whatever listens there (a
 # user's own chain). The contract tests get their own anvil on BROWNIE_PORT (default: a free port)
@@ -118,6 +119,28 @@ hardhat: tools/hardhat/node_modules/.stamp
 tools/hardhat/node_modules/.stamp: tools/hardhat/package.json tools/hardhat/package-lock.json
 	cd tools/hardhat && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The index on PostgreSQL and the blob store on S3 (docs/scale.md), against real servers that the
+# fixtures start and stop (tests/scale/services.py): a throwaway PostgreSQL cluster (initdb + pg_ctl
+# in a temporary folder, on a free port; as root it runs as the postgres user) and moto_server (an
+# S3-compatible server process, requirements-s3server.txt, installed apart in .venv/moto). PostgreSQL
+# itself is Debian's package, installed with apt-get (as root) only if no initdb is found.
+$(VENV)/moto/.stamp: requirements-s3server.txt
+	$(BIN)/pip install -q --no-deps --upgrade --target $(VENV)/moto -r requirements-s3server.txt 2>&1 | $(PIP_QUIET)
+	@test -d $(VENV)/moto/moto || { echo "error: installing moto into $(VENV)/moto failed" >&2; exit 1; }
+	touch $@
+
+postgres:
+	@if command -v initdb >/dev/null && command -v pg_ctl >/dev/null; then :; \
+	elif ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's postgresql for the scale tests (about a minute)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null \
+	    || { echo "error: apt-get install postgresql failed" >&2; exit 1; }; \
+	else echo "error: PostgreSQL (initdb, pg_ctl) not found: sudo apt-get install postgresql" >&2; exit 1; fi
+
+test-scale: install compile $(VENV)/moto/.stamp postgres
+	$(BIN)/python -m pytest -p no:pytest-brownie -q tests/scale
 
 test-e2e: browser hardhat
 	@if [ -d tests/e2e ]; then $(BIN)/python -m pytest -p no:pytest-brownie -q tests/e2e; fi

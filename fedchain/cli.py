@@ -1,4 +1,4 @@
-"""The ``fedchain`` command: chain, deploy, admit, aggregator, node, rounds, verify, demo, baseline.
+"""The ``fedchain`` command: chain, deploy, admit, aggregator, db, node, rounds, verify, demo, baseline.
 
 Every user-facing failure is a :class:`fedchain.errors.FedchainError`: printed as one ``error:``
 line (plus a ``hint:`` naming the fix) with a non-zero exit code, never a traceback.
@@ -195,7 +195,7 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
     from fedchain.aggregator.server import start_api
     from fedchain.chain.client import ChainClient
     from fedchain.cliutil import record_api_url
-    from fedchain.store import FilesystemStore
+    from fedchain.store import store_from_settings
 
     s = _settings(args)
     chain = ChainClient.connect(s.rpc_url, deployments_dir=s.deployments_dir, repo_root=REPO_ROOT,
@@ -211,7 +211,7 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
             loop_lock = lock.contract_lock(chain_id=chain.chain_id, contract=chain.rounds_address,
                                            deploy_block_hash=chain.block_hash(chain.deploy_block), api_url=s.api_url,
                                            data_dir=s.data_dir)
-        store = FilesystemStore(s.data_dir / "blobs", max_bytes=s.max_blob_bytes)
+        store = store_from_settings(s)  # FEDCHAIN_BLOB_URL (s3://...), else data_dir/blobs
         api = start_api(s, chain, store, signer=chain.account)
         if record_api_url(s.deployments_dir, chain.chain_id, chain.rounds_address, s.api_url):
             console.print(f"API URL recorded in {s.deployments_dir}/{chain.chain_id}.json (nodes, rounds and verify "
@@ -297,6 +297,30 @@ def _table_metric(items: list[dict[str, Any]]) -> str:
         if preferred in keys:
             return preferred
     return keys[0] if keys else "rmse"
+
+
+# --------------------------------------------------------------------------------------------
+# db
+def cmd_db(args: argparse.Namespace) -> int:
+    """The index database's schema revision (``current``), or bring it to head (``upgrade``)."""
+    from fedchain.index.indexer import make_engine
+    from fedchain.index.migrations import connect, ensure_schema, status
+
+    s = _settings(args)
+    engine = make_engine(args.db_url or s.resolved_db_url())
+    try:
+        if args.action == "upgrade":
+            before = ensure_schema(engine)
+            if before.state == "head":
+                console.print(f"{before.describe()}: nothing to do", highlight=False)
+                return 0
+            console.print(f"was: {before.describe()}", highlight=False)
+        with connect(engine) as conn:
+            st = status(conn)
+        console.print(st.describe(), highlight=False)
+        return 0 if st.state == "head" else 1
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,6 +519,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "cosine:ROUNDS[:MIN_LR] or step:EVERY:GAMMA")
     add_secure_arguments(g)
     _key_args(g, default_dev=0)
+
+    db = add("db", cmd_db, "the index database's schema: `current` shows its revision (exit 1 unless at head), "
+                           "`upgrade` migrates it to head (the aggregator also does at start)")
+    db.add_argument("action", choices=["current", "upgrade"], help="what to do")
+    db.add_argument("--db-url", default=None,
+                    help="SQLAlchemy URL of the index (FEDCHAIN_DB_URL; default: SQLite in the data folder)")
+    db.add_argument("--data-dir", type=Path, default=None,
+                    help=f"the aggregator's data folder, for the default SQLite index (FEDCHAIN_DATA_DIR; "
+                         f"default {s.data_dir})")
 
     from node.args import build_parser as node_parser
 

@@ -24,8 +24,15 @@ class Settings(BaseSettings):
     build_dir: Path = REPO_ROOT / "build" / "contracts"
     #: Where the aggregator keeps blobs and its SQLite index.
     data_dir: Path = REPO_ROOT / ".fedchain" / "aggregator"
-    #: SQLAlchemy URL of the index; defaults to SQLite under data_dir.
+    #: SQLAlchemy URL of the index; defaults to SQLite under data_dir. PostgreSQL:
+    #: ``postgresql+psycopg://user:password@host:5432/dbname`` (docs/scale.md).
     db_url: str | None = None
+    #: Where the aggregator keeps blobs: a folder, a ``file:///path`` URL or ``s3://bucket/prefix``
+    #: (docs/scale.md); defaults to the folder ``data_dir/blobs``.
+    blob_url: str | None = None
+    #: URL of an S3-compatible server for an ``s3://`` blob_url (MinIO, Ceph...; path-style
+    #: requests). None: botocore's own configuration (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL), else AWS.
+    s3_endpoint: str | None = None
     #: Largest blob (update, model) accepted, in bytes.
     max_blob_bytes: int = 64 * 1024 * 1024
     #: Largest JSON blob (config, report) accepted, in bytes.

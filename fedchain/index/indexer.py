@@ -31,6 +31,13 @@ chain was restarted and the contracts redeployed at the same addresses), the ind
 uploads included, and rebuilt, with a warning; :attr:`Indexer.notice` says so ("chain restarted:
 index rebuilt ...") for ``/health``. The same happens if the chain id or the addresses differ.
 :meth:`Indexer.rebuild` wipes and rebuilds on demand.
+
+**Schema.** Alembic revisions (:mod:`fedchain.index.migrations`) create and upgrade the tables; an
+indexer checks the database's revision before anything else and refuses (ConfigError) one it
+cannot use. **Several processes on one database** (PostgreSQL; docs/scale.md): every write
+transaction first takes a transaction-level advisory lock (:data:`SYNC_LOCK_KEY`) and re-reads the
+state it was computed from, so a batch another indexer already applied (or a reorg it already
+rewound) is skipped rather than applied twice; the chain is only read outside the lock.
 """
 
 from __future__ import annotations
@@ -39,19 +46,20 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from eth_utils import is_address, to_checksum_address
-from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from fedchain.chain.types import ChainReader, EventRecord, RoundParams, SkipReason
 from fedchain.codec import decode_json
-from fedchain.errors import BlobNotFound, FedchainError, NotFound
+from fedchain.errors import BlobNotFound, ConfigError, FedchainError, NotFound
 from fedchain.index.models import (
     ROUND_EXPIRED,
     ROUND_FINALIZED,
@@ -67,7 +75,7 @@ from fedchain.index.models import (
     Update,
     Upload,
 )
-from fedchain.store import BlobStore
+from fedchain.store import BlobStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +85,30 @@ BATCH_BLOCKS = 10_000
 #: of them rewinds to the deployment block, which is correct, only slower).
 CHECKPOINTS = 256
 ZERO_HASH = "0x" + "00" * 32
+#: Key of the PostgreSQL transaction-level advisory lock every index write takes first
+#: (``pg_advisory_xact_lock``): indexers of several processes on one database write one at a time.
+SYNC_LOCK_KEY = 0x6665_6463_7379_6E63  # "fedcsync"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets its folder created, WAL mode and cross-thread use."""
-    u = make_url(url)
+    """An engine for ``url``; SQLite gets its folder created, WAL mode and cross-thread use.
+    A bare ``postgresql://`` URL uses psycopg 3 (``postgresql+psycopg://``), the driver fedchain pins."""
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"the index database URL {url!r} is not an SQLAlchemy URL",
+                          hint="FEDCHAIN_DB_URL looks like sqlite:////path/index.sqlite or "
+                               "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB") from None
     if u.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        if u.drivername in ("postgresql", "postgres"):
+            u = u.set(drivername="postgresql+psycopg")
+        try:
+            return create_engine(u, pool_pre_ping=True)
+        except ImportError as exc:  # the URL names a driver that is not installed
+            raise ConfigError(f"no database driver for {u.drivername!r}: {exc}",
+                              hint="for PostgreSQL use postgresql+psycopg:// (psycopg 3, pinned in requirements.txt)") from None
     database = u.database or ""
     if database in ("", ":memory:"):
         return create_engine(url, connect_args={"check_same_thread": False}, poolclass=StaticPool)
@@ -244,36 +269,47 @@ class Indexer:
             return n
 
     def rebuild(self) -> int:
-        """Drop every table (uploads included), recreate them and sync from the deploy block."""
+        """Empty every table (uploads included) and sync again from the deploy block."""
         with self._lock:
-            self._reset()
+            with self._write() as s:
+                self._wipe(s)
             return self.sync()
 
     # -- internals -----------------------------------------------------------------------------
-    def _reset(self) -> None:
-        Base.metadata.drop_all(self.engine)
-        Base.metadata.create_all(self.engine)
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A write transaction. On PostgreSQL it first takes the index's transaction-level
+        advisory lock, so that the write transactions of every indexer on the database (other
+        processes, other replicas) run one at a time; each re-reads what it depends on after
+        taking it. SQLite serialises writers itself (one process per file is the supported use)."""
+        with self.Session.begin() as s:
+            if self.engine.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SYNC_LOCK_KEY})
+            yield s
+
+    @staticmethod
+    def _wipe(s: Session) -> None:
+        """Delete every row of every index table (the schema and its revision stay)."""
+        for table in reversed(Base.metadata.sorted_tables):
+            s.execute(table.delete())
 
     def _ensure_schema(self) -> None:
-        """Create the tables; an index written by another schema version is dropped first."""
-        names = set(inspect(self.engine).get_table_names())
-        stale = False
-        for table in Base.metadata.sorted_tables:
-            if table.name in names:
-                have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
-                if have != {c.name for c in table.columns}:
-                    stale = True
-        if not stale and SyncState.__tablename__ in names:
-            with self.Session() as s:
-                st = s.get(SyncState, 1)
-                stale = st is not None and st.schema_version != SCHEMA_VERSION
+        """Check the database's schema revision and upgrade it (:func:`fedchain.index.migrations.
+        ensure_schema`: ConfigError for a database this version cannot use); then an index whose
+        rows were written under another :data:`SCHEMA_VERSION` is emptied, to be rebuilt."""
+        from fedchain.index.migrations import ensure_schema
+
+        ensure_schema(self.engine)
+        with self.Session() as s:
+            st = s.get(SyncState, 1)
+            stale = st is not None and st.schema_version != SCHEMA_VERSION
         if stale:
-            log.warning("the index at %s has an older schema: rebuilding it from the chain", self.engine.url)
-            with self.engine.begin() as conn:
-                for name in (t.name for t in reversed(Base.metadata.sorted_tables)):
-                    if name in names:
-                        conn.exec_driver_sql(f'DROP TABLE "{name}"')
-        Base.metadata.create_all(self.engine)
+            log.warning("the index at %s was written by index version %s, not %s: rebuilding it from the chain",
+                        self.engine.url, st.schema_version, SCHEMA_VERSION)
+            with self._write() as s:
+                st = s.get(SyncState, 1)
+                if st is not None and st.schema_version != SCHEMA_VERSION:
+                    self._wipe(s)
 
     def _deployment(self) -> tuple[int, str, str]:
         return (
@@ -296,16 +332,11 @@ class Indexer:
     def _ensure_state(self) -> SyncState:
         """The sync state, after wiping an index that describes another deployment."""
         chain_id, rounds, registry = self._deployment()
+        ours = (chain_id, rounds, registry)
         with self.Session() as s:
             st = s.get(SyncState, 1)
-            if st is not None and (st.chain_id, st.rounds_address, st.registry_address) == (chain_id, rounds, registry):
+            if st is not None and (st.chain_id, st.rounds_address, st.registry_address) == ours:
                 return st
-        if st is not None:
-            log.warning(
-                "index describes chain %s / %s, not %s / %s: rebuilding it",
-                st.chain_id, st.rounds_address, chain_id, rounds,
-            )
-            self._reset()
         deploy = int(self.chain.deploy_block)
         start = max(0, deploy - 1)
         deploy_hash = self._block_hash(deploy)
@@ -314,13 +345,27 @@ class Indexer:
                 f"the chain has no block {deploy}, where the deployment says the contracts were deployed",
                 hint="is the RPC URL the chain the contracts were deployed on? deploy again if it was restarted",
             )
-        st = SyncState(
-            id=1, chain_id=chain_id, rounds_address=rounds, registry_address=registry, last_block=start,
-            last_block_hash=self._block_hash(start), deploy_block_hash=deploy_hash, schema_version=SCHEMA_VERSION,
-        )
-        with self.Session.begin() as s:
+        start_hash = self._block_hash(start)
+        with self._write() as s:
+            st = s.get(SyncState, 1)  # again, under the lock: another indexer may have set it up meanwhile
+            if st is not None and (st.chain_id, st.rounds_address, st.registry_address) == ours:
+                return st
+            if st is not None:
+                log.warning(
+                    "index describes chain %s / %s, not %s / %s: rebuilding it",
+                    st.chain_id, st.rounds_address, chain_id, rounds,
+                )
+                self._wipe(s)
+            st = SyncState(
+                id=1, chain_id=chain_id, rounds_address=rounds, registry_address=registry, last_block=start,
+                last_block_hash=start_hash, deploy_block_hash=deploy_hash, schema_version=SCHEMA_VERSION,
+            )
             s.add(st)
         return st
+
+    def _state(self) -> SyncState | None:
+        with self.Session() as s:
+            return s.get(SyncState, 1)
 
     def _check_chain(self, st: SyncState) -> SyncState:
         """Rewind after a reorg, or wipe after a chain restart; the (possibly new) state."""
@@ -331,27 +376,30 @@ class Indexer:
             return st  # a block hash commits to every ancestor: all indexed blocks are unchanged
         deploy = int(self.chain.deploy_block)
         deploy_now = self._block_hash(deploy)
+        seen = (st.last_block, st.last_block_hash, st.deploy_block_hash)
         if deploy_now != st.deploy_block_hash:
-            self.restarts += 1
-            self.notice = (
-                f"chain restarted: index rebuilt (the hash of deployment block {deploy} changed"
-                f"{'' if deploy_now else ': the block is gone'}; {st.last_block - deploy + 1} indexed blocks dropped)"
-            )
-            log.warning("%s", self.notice)
-            self._reset()
+            with self._write() as s:
+                cur = s.get(SyncState, 1)
+                # Under the lock: unless another indexer on this database already rebuilt it.
+                if cur is not None and cur.deploy_block_hash == seen[2]:
+                    self.restarts += 1
+                    self.notice = (
+                        f"chain restarted: index rebuilt (the hash of deployment block {deploy} changed"
+                        f"{'' if deploy_now else ': the block is gone'}; {st.last_block - deploy + 1} indexed blocks dropped)"
+                    )
+                    log.warning("%s", self.notice)
+                    self._wipe(s)
             return self._ensure_state()
         fork, fork_hash = self._fork_point(st)
-        self.reorgs += 1
-        self.last_reorg = (fork, st.last_block)
-        log.warning(
-            "chain reorganisation: block %s is %s (indexed as %s); rewinding the index to block %s (reorg #%s)",
-            st.last_block, now or "gone", st.last_block_hash, fork, self.reorgs,
-        )
-        self._rewind(fork, fork_hash)
-        with self.Session() as s:
-            st2 = s.get(SyncState, 1)
-            assert st2 is not None
-            return st2
+        if self._rewind(fork, fork_hash, expect=seen):
+            self.reorgs += 1
+            self.last_reorg = (fork, st.last_block)
+            log.warning(
+                "chain reorganisation: block %s is %s (indexed as %s); rewound the index to block %s (reorg #%s)",
+                st.last_block, now or "gone", st.last_block_hash, fork, self.reorgs,
+            )
+        st2 = self._state()
+        return st2 if st2 is not None else self._ensure_state()
 
     def _fork_point(self, st: SyncState) -> tuple[int, str | None]:
         """The highest recorded block the chain still agrees with (binary search: if a block
@@ -374,9 +422,16 @@ class Indexer:
         start = max(0, int(self.chain.deploy_block) - 1)
         return start, self._block_hash(start)
 
-    def _rewind(self, fork: int, fork_hash: str | None) -> None:
-        """Delete everything derived from blocks above ``fork`` (uploads stay), in one transaction."""
-        with self.Session.begin() as s:
+    def _rewind(self, fork: int, fork_hash: str | None, *, expect: tuple[Any, ...] | None = None) -> bool:
+        """Delete everything derived from blocks above ``fork`` (uploads stay), in one transaction.
+        With ``expect`` (last block, its hash, the deploy block hash, as read before), nothing is
+        done if the state changed meanwhile (another indexer on the database rewound or synced):
+        returns whether it rewound."""
+        with self._write() as s:
+            cur = s.get(SyncState, 1)
+            if cur is None or (expect is not None
+                               and (cur.last_block, cur.last_block_hash, cur.deploy_block_hash) != expect):
+                return False
             s.execute(delete(BlockCheckpoint).where(BlockCheckpoint.block > fork))
             gone = select(Round.round_id).where(Round.opened_block > fork)
             s.execute(delete(SkippedCommitment).where(
@@ -408,6 +463,7 @@ class Indexer:
                 st.genesis_model_hash = st.genesis_block = None
             st.last_block = fork
             st.last_block_hash = fork_hash
+        return True
 
     def _sync(self) -> int:
         st = self._check_chain(self._ensure_state())
@@ -426,20 +482,36 @@ class Indexer:
                 log.info("blocks %s-%s changed while being read (a reorg): the next sync re-reads them", start, end)
                 break
             gas: dict[str, int | None] = {}
-            with self.Session.begin() as s:
-                for ev in events:
-                    if ev.block_number < start or ev.block_number > end:
-                        continue
-                    if self._apply(s, ev, gas):
-                        applied += 1
+            moved = False
+            with self._write() as s:
                 st = s.get(SyncState, 1)
-                assert st is not None
-                st.last_block = end
-                st.last_block_hash = end_hash
-                if end_hash is not None:
-                    s.merge(BlockCheckpoint(block=end, block_hash=end_hash))
-                    keep = select(BlockCheckpoint.block).order_by(BlockCheckpoint.block.desc()).limit(self.checkpoints)
-                    s.execute(delete(BlockCheckpoint).where(BlockCheckpoint.block.not_in(keep.scalar_subquery())))
+                if st is None or (st.last_block, st.last_block_hash) != (last, last_hash):
+                    # Another indexer on this database applied these blocks (or rewound, or wiped
+                    # the index) since this one read the state: apply nothing here.
+                    moved = True
+                    now = None if st is None else (st.last_block, st.last_block_hash)
+                else:
+                    batch = 0
+                    for ev in events:
+                        if ev.block_number < start or ev.block_number > end:
+                            continue
+                        if self._apply(s, ev, gas):
+                            batch += 1
+                    st.last_block = end
+                    st.last_block_hash = end_hash
+                    if end_hash is not None:
+                        s.merge(BlockCheckpoint(block=end, block_hash=end_hash))
+                        keep = select(BlockCheckpoint.block).order_by(BlockCheckpoint.block.desc()).limit(self.checkpoints)
+                        s.execute(delete(BlockCheckpoint).where(BlockCheckpoint.block.not_in(keep.scalar_subquery())))
+            if moved:
+                if now is None or now[0] < last:
+                    break  # wiped or rewound under us: the next sync starts over from the state
+                log.debug("blocks %s-%s were indexed by another indexer; going on from block %s",
+                          start, end, now[0] + 1)
+                last, last_hash = now
+                start = last + 1
+                continue
+            applied += batch
             last, last_hash = end, end_hash
             start = end + 1
         self._merge_reports()
@@ -592,6 +664,11 @@ class Indexer:
     # -- round reports -------------------------------------------------------------------------
     def _merge_reports(self) -> None:
         with self.Session() as s:
+            waiting = s.scalar(select(func.count()).where(
+                Round.status == ROUND_FINALIZED, Round.report_merged.is_(False)))
+        if not waiting:
+            return
+        with self._write() as s:
             pending = s.scalars(
                 select(Round).where(Round.status == ROUND_FINALIZED, Round.report_merged.is_(False))
             ).all()
@@ -608,6 +685,9 @@ class Indexer:
                     data = self.store.get(r.report_hash)
                 except BlobNotFound:
                     continue
+                except StoreUnavailable as exc:  # the store's server is down: not the report's fault
+                    log.warning("round %s: report %s not read yet: %s", r.round_id, r.report_hash, exc)
+                    continue
                 except (FedchainError, ReportError) as exc:
                     log.warning("round %s: report %s not merged: %s", r.round_id, r.report_hash, exc)
                     r.report_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -620,7 +700,6 @@ class Indexer:
                     log.warning("round %s: report %s not merged: %s", r.round_id, r.report_hash, exc)
                     r.report_error = f"{type(exc).__name__}: {exc}"[:500]
                 r.report_merged = True
-            s.commit()
 
     @staticmethod
     def _apply_report(r: Round, report: Any) -> None:

@@ -38,7 +38,9 @@ from sqlalchemy.types import TypeDecorator
 HASH = String(66)
 ADDRESS = String(42)
 
-#: Bumped whenever a column changes; an index with another version is rebuilt (it is a cache).
+#: The version of what the rows mean. Columns and tables change through Alembic revisions
+#: (fedchain/index/migrations/versions); bump this as well when existing rows must be re-derived:
+#: an index whose rows were written under another version is emptied and rebuilt (it is a cache).
 SCHEMA_VERSION = 2
 
 

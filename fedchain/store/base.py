@@ -15,8 +15,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Iterator
 
-from fedchain.errors import BlobTooLarge, HashMismatch
+from fedchain.errors import BlobError, BlobTooLarge, HashMismatch
 from fedchain.hashing import commitment, normalize_hash
+
+
+class StoreUnavailable(BlobError):
+    """The store's server (S3) does not answer or fails: try again later (HTTP 503). Never means
+    that a blob is missing or corrupted."""
+
+    http_status = 503
 
 
 class BlobStore(ABC):

@@ -149,12 +149,12 @@ def test_open_store_accepts_paths_and_file_urls(tmp_path):
     assert open_store(f"file://{tmp_path / 'c'}").root == tmp_path / "c"
 
 
-@pytest.mark.parametrize("location", ["s3://bucket/blobs", "gs://bucket", "https://example.org/blobs"])
+@pytest.mark.parametrize("location", ["gs://bucket", "https://example.org/blobs"])
 def test_open_store_rejects_unknown_schemes_with_a_hint(location):
     with pytest.raises(ConfigError) as exc:
         open_store(location)
     assert "scheme" in exc.value.message
-    assert "filesystem" in (exc.value.hint or "")
+    assert "folder path" in (exc.value.hint or "") and "s3://" in (exc.value.hint or "")
 
 
 def test_store_root_that_is_a_file_is_a_config_error(tmp_path):

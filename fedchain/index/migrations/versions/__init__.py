@@ -1,0 +1,1 @@
+"""Alembic revisions of the index schema, oldest first (``0001_initial.py``...)."""
