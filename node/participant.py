@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedchain.aggregator.config import MAX_CONFIG_BYTES, RoundRules
-from fedchain.apiclient import ApiClient, error_detail
+from fedchain.apiclient import ApiClient, error_detail, error_reason
 from fedchain.auth import recover_receipt_signer, sign_commitment, sign_unmask, sign_upload
 from fedchain.chain.accounts import resolve_account
 from fedchain.chain.client import ChainClient, connect_local_or_api
@@ -297,6 +297,9 @@ class Participant:
         relay_sig = (sign_unmask(self.chain.account, self.chain.chain_id, self.chain.rounds_address, rid, h)
                      if self.commit_mode == "relay" else None)
         r = self.api.upload_unmask(rid, h, blob, sig, relay_sig)
+        if r.status_code == 409 and error_reason(r) == "round_not_open":
+            self.log(f"round {rid}: the round closed with enough unmasking shares before ours was needed")
+            return
         if r.status_code not in (200, 201):
             self.log(f"[red]round {rid}: unmasking blob refused (HTTP {r.status_code}): {error_detail(r)}[/]")
             if relay_sig is None or r.status_code >= 500:
@@ -320,6 +323,9 @@ class Participant:
         try:
             tx = self._chain(lambda: self.chain.submit_unmask(rid, h), "submitUnmask")
         except ContractRevert as exc:
+            if exc.name == "RoundNotOpen":
+                self.log(f"round {rid}: the round closed with enough unmasking shares before ours was needed")
+                return
             self.log(f"[red]round {rid}: unmasking post refused by the contract: {exc.name} {exc.args_dict}[/]")
             return
         self.log(f"round {rid}: posted unmasking shares for {what}; gas {tx.gas_used})")

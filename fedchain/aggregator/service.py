@@ -36,6 +36,8 @@ from fedchain.strategy import get_strategy
 REPORT_VERSION = 2
 #: Longest wait between retries while the chain is unreachable.
 MAX_BACKOFF = 10.0
+#: Once t unmasking posts are on-chain, how long (seconds) the aggregator still waits for the others.
+UNMASK_LINGER = 1.0
 
 
 @dataclass
@@ -536,14 +538,19 @@ class Aggregator:
         """Until ``enough`` unmasking posts are on-chain (default: every survivor's), every survivor
         posted, or the unmask deadline passed by chain time. Returns how many are on-chain."""
         info = self.chain.get_round(round_id)
+        enough_since: float | None = None
         while True:
             phase = self.chain.unmask_phase(round_id)
             self.relay_unmasks(round_id, phase.unmask_deadline - info.relay_cutoff)
             phase = self.chain.unmask_phase(round_id)
             now = self.chain.block_timestamp()
-            if (phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline
-                    or (enough is not None and phase.unmask_count >= enough)):
+            if phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline:
                 return phase.unmask_count
+            if enough is not None and phase.unmask_count >= enough:
+                # Enough to unmask; stragglers of the same moment (and relayed posts) get a second.
+                enough_since = enough_since if enough_since is not None else time.monotonic()
+                if time.monotonic() - enough_since >= UNMASK_LINGER:
+                    return phase.unmask_count
             if self.on_wait:
                 self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))
             # Short polls: the posts arrive within a second or two of the seal.

@@ -63,7 +63,7 @@ def test_secure_rounds_finalize_on_hardhat_with_a_relayed_node(hardhat_fed):
     for rid in range(1, ROUNDS + 1):
         info = dev.chain.get_round(rid)
         assert info.status == RoundStatus.FINALIZED, (workdir / "aggregator.log").read_text()[-3000:]
-        assert info.accepted_count == 3 and dev.chain.unmask_phase(rid).unmask_count == 3
+        assert info.accepted_count == 3 and dev.chain.unmask_phase(rid).unmask_count >= 2  # t = 2 of 3
     log = (workdir / "node-3.log").read_text()
     assert "relayed by the aggregator" in log
     assert httpx.get(f"{api_url}/privacy", timeout=10).json()["epsilon"] > 0
