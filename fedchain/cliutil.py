@@ -198,6 +198,9 @@ def add_secure_arguments(p: argparse.ArgumentParser, *, noise_default: float = 0
     g.add_argument("--privacy-delta", type=float, default=1e-5, help="δ of the reported (ε, δ)")
     g.add_argument("--unmask-window", type=int, default=15,
                    help="seconds of chain time after the deadline for the survivors' unmasking posts")
+    g.add_argument("--unmask-linger", type=non_negative_float, default=0.3,
+                   help="once t unmasking posts are on-chain (enough to unmask), seconds to wait for the other "
+                        "survivors' before merging")
 
 
 def secure_settings(args: argparse.Namespace) -> Any:

@@ -33,7 +33,7 @@ from fedchain.settings import REPO_ROOT, Settings
 
 #: The `--mode secure` options the demo hands to the aggregator (fedchain.cliutil.add_secure_arguments).
 SECURE_OPTIONS = ("mode", "clip", "scale_bits", "modulus_bits", "threshold", "noise_multiplier", "colluders",
-                  "privacy_budget", "privacy_delta", "unmask_window")
+                  "privacy_budget", "privacy_delta", "unmask_window", "unmask_linger")
 
 
 def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,

@@ -36,8 +36,9 @@ from fedchain.strategy import get_strategy
 REPORT_VERSION = 2
 #: Longest wait between retries while the chain is unreachable.
 MAX_BACKOFF = 10.0
-#: Once t unmasking posts are on-chain, how long (seconds) the aggregator still waits for the others.
-UNMASK_LINGER = 1.0
+#: Once t unmasking posts are on-chain, how long (seconds) the aggregator still waits for the others
+#: by default (``--unmask-linger``): any t valid posts unmask the sum, more only add robustness.
+UNMASK_LINGER = 0.3
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Aggregator:
         lr_schedule: dict[str, Any] | None = None,
         secure: Any = None,
         unmask_window: int = 10,
+        unmask_linger: float = UNMASK_LINGER,
         privacy_budget: Any = None,
         privacy_delta: float = 1e-5,
         colluders: int = 0,
@@ -170,6 +172,7 @@ class Aggregator:
         #: Secure mode: a fedchain.aggregator.config.SecureSettings (None: transparent mode).
         self.secure = secure
         self.unmask_window = int(unmask_window)
+        self.unmask_linger = float(unmask_linger)
         self.privacy_budget = privacy_budget
         self.privacy_delta = float(privacy_delta)
         self.colluders = int(secure.colluders if secure is not None else colluders)
@@ -549,7 +552,7 @@ class Aggregator:
             if enough is not None and phase.unmask_count >= enough:
                 # Enough to unmask; stragglers of the same moment (and relayed posts) get a second.
                 enough_since = enough_since if enough_since is not None else time.monotonic()
-                if time.monotonic() - enough_since >= UNMASK_LINGER:
+                if time.monotonic() - enough_since >= self.unmask_linger:
                     return phase.unmask_count
             if self.on_wait:
                 self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))

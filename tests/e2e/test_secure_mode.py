@@ -125,7 +125,8 @@ def secure_fed(tmp_path_factory) -> SecureFed:
         agg = _spawn(aggregator_cmd(dev.rpc_url, api_port, dev.data_dir, dev.deployments_dir, "--rounds", "3",
                                     "--min-updates", str(THRESHOLD), "--round-seconds", str(ROUND_SECONDS),
                                     "--mode", "secure", "--unmask-window", str(UNMASK_WINDOW),
-                                    "--noise-multiplier", str(NOISE), "--max-samples", "5000"),
+                                    "--noise-multiplier", str(NOISE), "--max-samples", "5000",
+                                    "--unmask-linger", "5"),  # every live survivor posts before the merge
                      workdir / "aggregator.log", env)
         procs.append(agg)
         wait_for(lambda: _api_up(api_url) or agg.poll() is not None, 90, "the aggregator API")
