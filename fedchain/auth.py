@@ -21,12 +21,14 @@ so no signature can be replayed on another chain or deployment. The messages:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, keccak, to_checksum_address
 
 from fedchain.errors import AuthError
 
@@ -105,6 +107,39 @@ def _signable_typed(chain_id: int, contract: str, primary: str, message: dict[st
     return encode_typed_data(full_message=data)
 
 
+def _type_string(primary: str) -> str:
+    return f"{primary}({','.join(f['type'] + ' ' + f['name'] for f in MESSAGES[primary])})"
+
+
+@functools.lru_cache(maxsize=64)
+def _domain_separator(chain_id: int, contract: str) -> bytes:
+    domain_type = "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    return keccak(abi_encode(["bytes32", "bytes32", "bytes32", "uint256", "address"],
+                             [keccak(text=domain_type), keccak(text=DOMAIN_NAME), keccak(text=DOMAIN_VERSION),
+                              int(chain_id), contract]))
+
+
+def typed_digest(chain_id: int, contract: str, primary: str, message: dict[str, Any]) -> bytes:
+    """The EIP-712 digest ``keccak(0x1901 || domainSeparator || hashStruct(message))`` of a protocol
+    message, computed directly (every field of every message is a static type). Equal to what
+    ``eth_account.messages.encode_typed_data`` signs (tests/unit/test_auth.py checks it), about
+    twenty times faster: the API recovers two signatures per upload."""
+    if not is_address(contract):
+        raise AuthError(f"verifying contract {contract!r} is not an address")
+    fields = MESSAGES[primary]
+    values: list[Any] = []
+    for f in fields:
+        v = message[f["name"]]
+        if f["type"] == "bytes32":
+            values.append(_blob_hash_bytes(str(v)))
+        elif f["type"] == "address":
+            values.append(to_checksum_address(v))
+        else:
+            values.append(int(v))
+    struct = keccak(abi_encode(["bytes32"] + [f["type"] for f in fields], [keccak(text=_type_string(primary)), *values]))
+    return keccak(b"\x19\x01" + _domain_separator(int(chain_id), to_checksum_address(contract)) + struct)
+
+
 def sign_typed(account: LocalAccount, chain_id: int, contract: str, primary: str, message: dict[str, Any]) -> str:
     """Sign a protocol message; the 65-byte (r, s, v) signature as 0x-hex."""
     signed = account.sign_message(_signable_typed(chain_id, contract, primary, message))
@@ -131,9 +166,9 @@ def recover_typed(signature: str, chain_id: int, contract: str, primary: str, me
     """The checksummed signer of a protocol message. ``AuthError`` for a malformed signature.
     A signature of another message recovers to an unrelated address: the caller checks who it is."""
     raw = _signature_bytes(signature, primary)
-    msg = _signable_typed(chain_id, contract, primary, message)
+    digest = typed_digest(chain_id, contract, primary, message)
     try:
-        return to_checksum_address(Account.recover_message(msg, signature=raw))
+        return to_checksum_address(Account._recover_hash(digest, signature=raw))
     except Exception as exc:  # eth_keys raises BadSignature / ValueError on an invalid v, r or s
         raise AuthError(f"{primary} signature is invalid ({type(exc).__name__})") from exc
 

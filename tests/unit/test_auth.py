@@ -137,3 +137,17 @@ def test_blob_read_permission_recovers_reader_and_expiry_is_signed():
     sig = sign_blob_read(reader, CHAIN, CONTRACT, BLOB, 1_900_000_000)
     assert recover_blob_reader(sig, CHAIN, CONTRACT, BLOB, 1_900_000_000) == reader.address
     assert recover_blob_reader(sig, CHAIN, CONTRACT, BLOB, 1_900_000_001) != reader.address
+
+
+def test_the_direct_typed_digest_is_what_eth_account_signs_for_every_message():
+    from eth_account.messages import _hash_eip191_message
+
+    from fedchain.auth import MESSAGES, _signable_typed, typed_digest
+
+    contract, h = "0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x" + "ab" * 32
+    values = {"uint256": 7, "uint64": 2**64 - 1, "bytes32": h, "address": "0x" + "12" * 20}
+    for primary, fields in MESSAGES.items():
+        msg = {f["name"]: values[f["type"]] for f in fields}
+        for chain_id in (1, 31337):
+            assert typed_digest(chain_id, contract, primary, msg) == _hash_eip191_message(
+                _signable_typed(chain_id, contract, primary, msg)), primary
