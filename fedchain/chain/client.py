@@ -291,7 +291,7 @@ class ChainClient:
         posts: list[UnmaskPost] = []
         if phase.sealed:
             start = max(info.opened_at, self.deploy_block)
-            logs = self.events(start, block, names={"CommitmentExcluded", "UnmaskSubmitted"})
+            logs = self.events_named(start, block, {"CommitmentExcluded", "UnmaskSubmitted"})
             mine = [e for e in logs if int(e.args["roundId"]) == round_id]
             excluded = [e.args["node"] for e in mine if e.name == "CommitmentExcluded"]
             if len(excluded) != info.commit_count - phase.survivor_count:
@@ -318,7 +318,7 @@ class ChainClient:
         names = {"NodeAdmitted", "NodeRemoved", "NodeUpdated", "RoundOpened"}
         active: dict[str, bytes] = {}
         found = False
-        for ev in self.events(self.deploy_block, info.opened_at, names=names):
+        for ev in self.events_named(self.deploy_block, info.opened_at, names):
             if ev.name == "RoundOpened":
                 if int(ev.args["roundId"]) == info.round_id:
                     found = True
@@ -429,6 +429,12 @@ class ChainClient:
             raw = bytes.fromhex(value[2:]) if isinstance(value, str) else int(value).to_bytes(32, "big")
             topics.append("0x" + raw.rjust(32, b"\0").hex())
         return self.events(from_block, to_block, names={event}, topics=topics)
+
+    def events_named(self, from_block: int, to_block: int | None, names: set[str]) -> list[EventRecord]:
+        """Events of the given names only, filtered by the node (topic 0 is any of theirs), so
+        that reading, say, the registry's history does not fetch and decode every commitment."""
+        topic0s = ["0x" + bytes(t).hex() for t, (_, ev) in self._topics.items() if ev.event_name in names]
+        return self.events(from_block, to_block, names=names, topics=[topic0s])
 
     def events(
         self, from_block: int, to_block: int | None = None, *, names: set[str] | None = None,

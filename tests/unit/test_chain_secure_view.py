@@ -36,6 +36,9 @@ class Client(ChainClient):
     def __init__(self, events):  # no web3: only what selected_set reads
         self._events, self.deploy_block = events, 0
 
+    def events_named(self, from_block, to_block, names):  # type: ignore[override]
+        return self.events(from_block, to_block, names=names)
+
     def events(self, from_block, to_block=None, *, names=None, topics=None):  # type: ignore[override]
         return [e for e in self._events if from_block <= e.block_number <= (to_block or 10**9)
                 and (names is None or e.name in names)]
