@@ -14,7 +14,7 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test browser hardhat screenshots test-contracts test-invariants test-unit test-scale postgres test-e2e compile dist gas lint-contracts bench clean
+.PHONY: help install demo test browser hardhat bench-rounds screenshots test-contracts test-invariants test-unit test-scale postgres test-e2e compile dist gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
@@ -162,6 +162,11 @@ bench: install compile
 
 bench-round:
 	$(BIN)/python scripts/bench.py --round-only
+
+# Round wall time on real processes, transparent against secure mode, with dropouts (~12 min):
+# docs/benchmarks-rounds.md. The RMSE of secure mode against ε: scripts/secure_curve.py (docs/privacy.md).
+bench-rounds: install compile
+	$(BIN)/python scripts/bench_rounds.py
 
 clean:
 	rm -rf build reports .pytest_cache .hypothesis deployments/*.json
