@@ -198,7 +198,7 @@ def add_secure_arguments(p: argparse.ArgumentParser, *, noise_default: float = 0
     g.add_argument("--privacy-delta", type=float, default=1e-5, help="δ of the reported (ε, δ)")
     g.add_argument("--unmask-window", type=int, default=15,
                    help="seconds of chain time after the deadline for the survivors' unmasking posts")
-    g.add_argument("--unmask-linger", type=non_negative_float, default=0.3,
+    g.add_argument("--unmask-linger", type=non_negative_float, default=0.1,
                    help="once t unmasking posts are on-chain (enough to unmask), seconds to wait for the other "
                         "survivors' before merging")
 

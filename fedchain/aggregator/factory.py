@@ -27,7 +27,7 @@ def build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: A
         update_access="public" if getattr(args, "public_updates", False) else "members",
         lr_schedule=parse_schedule(getattr(args, "lr_schedule", None)),
         secure=secure_settings(args), unmask_window=int(getattr(args, "unmask_window", 15) or 15),
-        unmask_linger=float(getattr(args, "unmask_linger", 0.3)),
+        unmask_linger=float(getattr(args, "unmask_linger", 0.1)),
         privacy_budget=getattr(args, "privacy_budget", None),
         privacy_delta=float(getattr(args, "privacy_delta", 1e-5) or 1e-5),
         relay=getattr(api, "relay", None), censor=getattr(args, "censor", None) or (),

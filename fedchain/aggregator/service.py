@@ -38,7 +38,7 @@ REPORT_VERSION = 2
 MAX_BACKOFF = 10.0
 #: Once t unmasking posts are on-chain, how long (seconds) the aggregator still waits for the others
 #: by default (``--unmask-linger``): any t valid posts unmask the sum, more only add robustness.
-UNMASK_LINGER = 0.3
+UNMASK_LINGER = 0.1
 
 
 @dataclass
