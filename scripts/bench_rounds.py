@@ -127,7 +127,7 @@ def write_doc(results: list[dict], args: argparse.Namespace, command: str) -> No
     lines = ["# Round wall time: transparent and secure mode", "",
              f"Measured with `{command}` on {platform.machine()} ({platform.processor() or 'cpu'}), "
              f"{__import__('os').cpu_count()} cores, {time.strftime('%Y-%m-%d')}. Every case is one `fedchain "
-             "demo` (anvil with 1 s blocks, the aggregator's uvicorn and the node processes on this one machine), "
+             "demo` (anvil mining each transaction at once and a block every second, the aggregator's uvicorn and the node processes on this one machine), "
              "options-iv; a round's time is the aggregator's, from opening it to its finalize transaction; the "
              f"figure is the median of rounds {args.from_round}..{args.rounds} (the first rounds also wait for the "
              f"node processes to start), or for a dropout case round {args.crash_round}, where the last 3 nodes "
