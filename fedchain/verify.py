@@ -149,16 +149,30 @@ def verify_round(
             required(report["server_state_hash"], "strategy state the round left", rules.max_update_bytes)
         except FedchainError as exc:
             result.problems.append(exc.message)
-    try:
-        required(info.global_model_hash, "global model", rules.max_update_bytes)
-    except FedchainError as exc:
-        result.problems.append(exc.message)
-    for d in result.rejected:
-        log(f"  rejected {d.node}: {d.reason}")
-    for claim in result.claims:
-        log(f"  claim {claim}")
-    result.ok = not result.problems
-    return result
+    return _conclude(result, required, info.global_model_hash, rules.max_update_bytes, log, "rejected")
+
+
+def judge_rejection(result: VerifyResult, c: Commitment, reason: str, data: bytes | None, receipt: dict | None,
+                    checks_out: Callable[[bytes], bool], *, rejected_by: str) -> None:
+    """One update the aggregator rejected (or, in a secure round, excluded at the seal), with the
+    blob served now (``data``) and the node's receipt, if any. A ``missing_upload`` claim is not
+    checkable from public data, and a blob served now must not change the verdict: only the
+    aggregator's own signed receipt proves it false. Any other reason is re-checked on the blob,
+    which the commitment binds: a blob that ``checks_out`` makes the rejection a problem."""
+    code = reason.split(":", 1)[0]
+    if code == MISSING_UPLOAD:
+        if receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
+            result.problems.append(f"{c.node}: {rejected_by} it as {MISSING_UPLOAD}, but the aggregator signed a "
+                                   f"receipt for {c.update_hash}: the claim is false")
+        else:
+            result.claims.append(f"{c.node}: {reason} (the aggregator's claim; not checkable from public data; "
+                                 "a node holding a receipt can contest it"
+                                 + ("; a blob with this hash is served now" if data is not None else "") + ")")
+    elif data is None:
+        result.claims.append(f"{c.node}: {reason} (the aggregator's claim; the blob is not served, so it "
+                             "cannot be re-checked)")
+    elif checks_out(data):
+        result.problems.append(f"{c.node}: {rejected_by} {c.update_hash} ({reason}) but it checks out")
 
 
 def audit(
@@ -201,24 +215,9 @@ def audit(
                 problems.append(f"{c.node}: the report accepts {c.update_hash}, but it does not check out ({why})")
             checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, weights is not None, why), weights))
             continue
-        code = str(reason or "").split(":", 1)[0]
-        receipt = receipts_by_node.get(c.node.lower())
-        if code == MISSING_UPLOAD:
-            # Not checkable from public data, and a blob served now must not change the verdict:
-            # only the aggregator's own signed receipt proves the claim false.
-            if receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
-                problems.append(f"{c.node}: the report says {MISSING_UPLOAD}, but the aggregator signed a receipt "
-                                f"for {c.update_hash}: the claim is false")
-            else:
-                result.claims.append(f"{c.node}: {reason} (the aggregator's claim; not checkable from public data; "
-                                     "a node holding a receipt can contest it"
-                                     + ("; a blob with this hash is served now" if data is not None else "") + ")")
-        elif data is None:
-            result.claims.append(f"{c.node}: {reason} (the aggregator's claim; the blob is not served, so it "
-                                 "cannot be re-checked)")
-        elif check_update(data, c, spec, ctx, rules.max_update_bytes)[0] is not None:
-            # The aggregator says it had this blob and found it bad; the blob is bound to the commitment.
-            problems.append(f"{c.node}: the report rejects {c.update_hash} ({reason}) but it checks out")
+        judge_rejection(result, c, str(reason or ""), data, receipts_by_node.get(c.node.lower()),
+                        lambda blob: check_update(blob, c, spec, ctx, rules.max_update_bytes)[0] is not None,
+                        rejected_by="the report rejects")
         checked.append((UpdateDecision(c.node, c.update_hash, c.num_samples, False, reason), None))
     comp = merge(config, base, checked, min_updates=min_updates, state=state)
     result.recomputed_model_hash = comp.model_hash
@@ -262,16 +261,22 @@ def _verify_secure(result: VerifyResult, chain: ChainClient, api: ApiClient, inf
     audit_secure(result, config, base, inputs, report, fetch, ctx, receipts_by_node,
                  onchain_model_hash=info.global_model_hash, onchain_accepted=info.accepted_count,
                  min_updates=info.min_updates, prev_privacy=prev)
-    try:
-        required(info.global_model_hash, "global model", rules.max_update_bytes)
-    except FedchainError as exc:
-        result.problems.append(exc.message)
     privacy = report.get("privacy") if isinstance(report, dict) else None
     if isinstance(privacy, dict):
         log(f"  privacy: ε = {privacy.get('epsilon'):.4g} at δ = {privacy.get('delta'):g} after "
             f"{len(privacy.get('rounds', []))} secure round(s) (recomputed)")
+    return _conclude(result, required, info.global_model_hash, rules.max_update_bytes, log, "excluded")
+
+
+def _conclude(result: VerifyResult, required: Callable[[str, str, int], bytes], model_hash: str, limit: int,
+              log: Callable[[str], None], rejected: str) -> VerifyResult:
+    """The end of every verification: the model must be served; then the verdict and its lines."""
+    try:
+        required(model_hash, "global model", limit)
+    except FedchainError as exc:
+        result.problems.append(exc.message)
     for d in result.rejected:
-        log(f"  excluded {d.node}: {d.reason}")
+        log(f"  {rejected} {d.node}: {d.reason}")
     for claim in result.claims:
         log(f"  claim {claim}")
     result.ok = not result.problems
@@ -319,21 +324,10 @@ def audit_secure(
     for c in inputs.commitments:
         if c.node.lower() not in excluded:
             continue
-        reason = str(by_node.get(c.node.lower(), {}).get("reason") or "")
-        code = reason.split(":", 1)[0]
-        receipt = receipts_by_node.get(c.node.lower())
-        data = fetch(c.update_hash)
-        if code == MISSING_UPLOAD:
-            if receipt is not None and str(receipt["blob_hash"]).lower() == c.update_hash:
-                problems.append(f"{c.node}: excluded as {MISSING_UPLOAD}, but the aggregator signed a receipt for "
-                                f"{c.update_hash}: the exclusion is false")
-            else:
-                result.claims.append(f"{c.node}: {reason} (the aggregator's claim; a node holding a receipt can "
-                                     "contest it)")
-        elif data is None:
-            result.claims.append(f"{c.node}: {reason} (the aggregator's claim; the blob is not served)")
-        elif check_masked(data, c, rules=rules, spec=spec, ctx=ctx, secure_set=s) is None:
-            problems.append(f"{c.node}: the seal excluded {c.update_hash} ({reason}) but it checks out")
+        judge_rejection(result, c, str(by_node.get(c.node.lower(), {}).get("reason") or ""), fetch(c.update_hash),
+                        receipts_by_node.get(c.node.lower()),
+                        lambda blob: check_masked(blob, c, rules=rules, spec=spec, ctx=ctx, secure_set=s) is None,
+                        rejected_by="the seal excluded")
     # Recompute with the unmasking posts the aggregator used; each must be on-chain.
     onchain = {(n.lower(), h.lower()) for n, h in inputs.posts}
     used = [(str(p.get("node")), str(p.get("unmask_hash"))) for p in secure.get("posts", []) if isinstance(p, dict)]

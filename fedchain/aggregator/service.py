@@ -393,20 +393,30 @@ class Aggregator:
         """Relay queued signed commitments of ``round_id`` in one batch; returns how many were sent."""
         if self.relay is None:
             return 0
-        entries = [e for e in self.relay.take(round_id) if e.node.lower() not in self.censor]
+        return self._relay_batch(
+            round_id, self.relay.take(round_id), relay_closes_at, what="commitment", fallback="commit",
+            skipped_event="CommitmentSkipped",
+            send=lambda es: self.chain.submit_batch(round_id, [(e.update_hash, e.num_samples, e.signature) for e in es]))
+
+    def _relay_batch(self, round_id: int, entries: Sequence[Any], closes_at: int, *, what: str, fallback: str,
+                     skipped_event: str, send: Callable[[Sequence[Any]], Any]) -> int:
+        """Send the queued ``entries`` (less censored nodes) in one transaction unless the relay cut-off
+        has passed; the contract skips the entries it cannot take. Returns how many were sent."""
+        entries = [e for e in entries if e.node.lower() not in self.censor]
         if not entries:
             return 0
-        if self.chain.block_timestamp() > relay_closes_at:
-            self.log(f"round {round_id}: {len(entries)} relayed commitment(s) arrived after the relay cut-off; "
-                     "their nodes commit directly")
+        if self.chain.block_timestamp() > closes_at:
+            self.log(f"round {round_id}: {len(entries)} relayed {what}(s) arrived after the relay cut-off; "
+                     f"their nodes {fallback} directly")
             return 0
         try:
-            tx = self.chain.submit_batch(round_id, [(e.update_hash, e.num_samples, e.signature) for e in entries])
+            tx = send(entries)
         except ContractRevert as exc:
-            self.log(f"round {round_id}: relay refused by the contract: {exc.name}; nodes fall back to direct commits")
+            self.log(f"round {round_id}: relay refused by the contract: {exc.name}; nodes fall back to direct "
+                     f"{fallback}s")
             return 0
-        skipped = [e for e in tx.events if e.name == "CommitmentSkipped"]
-        self.log(f"round {round_id}: relayed {len(entries) - len(skipped)} commitment(s) in one batch "
+        skipped = [e for e in tx.events if e.name == skipped_event]
+        self.log(f"round {round_id}: relayed {len(entries) - len(skipped)} {what}(s) in one batch "
                  f"(gas {tx.gas_used:,}" + (f", {len(skipped)} skipped" if skipped else "") + ")")
         return len(entries)
 
@@ -566,22 +576,10 @@ class Aggregator:
         """Relay queued unmasking posts in one ``submitUnmaskBatch``; returns how many were sent."""
         if self.relay is None:
             return 0
-        entries = [e for e in self.relay.take_unmasks(round_id) if e.node.lower() not in self.censor]
-        if not entries:
-            return 0
-        if self.chain.block_timestamp() > closes_at:
-            self.log(f"round {round_id}: {len(entries)} unmasking post(s) arrived after the relay cut-off; "
-                     "their nodes post directly")
-            return 0
-        try:
-            tx = self.chain.submit_unmask_batch(round_id, [(e.unmask_hash, e.signature) for e in entries])
-        except ContractRevert as exc:
-            self.log(f"round {round_id}: unmask relay refused by the contract: {exc.name}; nodes post directly")
-            return 0
-        skipped = [e for e in tx.events if e.name == "UnmaskSkipped"]
-        self.log(f"round {round_id}: relayed {len(entries) - len(skipped)} unmasking post(s) in one batch "
-                 f"(gas {tx.gas_used:,}" + (f", {len(skipped)} skipped" if skipped else "") + ")")
-        return len(entries)
+        return self._relay_batch(
+            round_id, self.relay.take_unmasks(round_id), closes_at, what="unmasking post", fallback="post",
+            skipped_event="UnmaskSkipped",
+            send=lambda es: self.chain.submit_unmask_batch(round_id, [(e.unmask_hash, e.signature) for e in es]))
 
     def _metrics(self, model: dict[str, np.ndarray], config: dict[str, Any]) -> dict[str, float]:
         module = self.task.build_model(config["task_params"], self.model_seed)
