@@ -389,6 +389,13 @@ class Aggregator:
             raise ConfigError(f"the strategy state {h} named by the round config is not in the store",
                               hint="point FEDCHAIN_DATA_DIR at the store that produced it") from exc
 
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a node posts something for the relay meanwhile."""
+        if self.relay is not None:
+            self.relay.arrived.wait(seconds)
+        else:
+            time.sleep(seconds)
+
     def relay_pending(self, round_id: int, relay_closes_at: int) -> int:
         """Relay queued signed commitments of ``round_id`` in one batch; returns how many were sent."""
         if self.relay is None:
@@ -432,10 +439,7 @@ class Aggregator:
                 return
             if self.on_wait:
                 self.on_wait(round_id, info.commit_count, info.eligible_count, max(0.0, info.deadline - now))
-            if self.relay is not None:
-                self.relay.arrived.wait(self.poll)
-            else:
-                time.sleep(self.poll)
+            self._pause(self.poll)
 
     def run_round(self, *, min_updates: int, round_seconds: float) -> RoundSummary:
         rid, opened = self.open_round(min_updates=min_updates, round_seconds=round_seconds)
@@ -566,11 +570,7 @@ class Aggregator:
                     return phase.unmask_count
             if self.on_wait:
                 self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))
-            # Short polls: the posts arrive within a second or two of the seal.
-            if self.relay is not None:
-                self.relay.arrived.wait(min(self.poll, 0.1))
-            else:
-                time.sleep(min(self.poll, 0.1))
+            self._pause(min(self.poll, 0.1))  # short: the posts arrive within a second or two of the seal
 
     def relay_unmasks(self, round_id: int, closes_at: int) -> int:
         """Relay queued unmasking posts in one ``submitUnmaskBatch``; returns how many were sent."""
