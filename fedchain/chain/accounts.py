@@ -82,7 +82,11 @@ def secure_keys(account: LocalAccount) -> tuple[bytes, bytes]:
     """The node's X25519 key pair for secure aggregation, derived from its signing key
     (HKDF-SHA256(key, "fedchain/x25519/v1")): (private, public). The public half is what the
     registry holds as the node's ``publicKey``; the private half never leaves the node."""
-    from fedchain.secure.keys import private_key_from_seed, public_key
+    try:
+        from fedchain.secure.keys import private_key_from_seed, public_key
 
-    private = private_key_from_seed(bytes(account.key))
-    return private, public_key(private)
+        private = private_key_from_seed(bytes(account.key))
+        return private, public_key(private)
+    except ImportError as exc:  # the cryptography package: part of fedchain[node]
+        raise ConfigError(f"secure aggregation needs the {exc.name or 'cryptography'} package, which is not installed",
+                          hint="pip install 'fedchain[node]' (it pins cryptography)") from None

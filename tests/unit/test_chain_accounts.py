@@ -35,3 +35,19 @@ def test_resolve_account_requires_exactly_one_source():
         resolve_account()
     with pytest.raises(ConfigError, match="only one"):
         resolve_account(dev_index=1, private_key="0x" + "11" * 32)
+
+
+def test_secure_keys_without_cryptography_name_the_package_and_the_fix(monkeypatch):
+    import sys
+
+    import pytest
+
+    from fedchain.chain.accounts import dev_account, secure_keys
+    from fedchain.errors import ConfigError
+
+    for name in [m for m in sys.modules if m == "cryptography" or m.startswith("cryptography.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "cryptography", None)
+    with pytest.raises(ConfigError) as exc:
+        secure_keys(dev_account(1))
+    assert "cryptography" in exc.value.message and "fedchain[node]" in (exc.value.hint or "")
