@@ -113,20 +113,27 @@ def check_update(
     uploaded_hashes: Sequence[str] = (),
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """Validate one committed update. Returns (weights, None) or (None, "code: explanation")."""
+    reason = check_blob(data, c, max_bytes, uploaded_hashes)
+    if reason is not None or data is None:
+        return None, reason
+    return _checked_copy(data, c, spec, ctx, max_bytes)
+
+
+def check_blob(data: bytes | None, c: Commitment, max_bytes: int, uploaded_hashes: Sequence[str] = ()) -> str | None:
+    """The checks every committed blob meets before its contents (plaintext or masked) are decoded:
+    it was uploaded, is within the round's size limit and hashes to the commitment. The reason
+    ("code: explanation"), or None."""
     if data is None:
         others = [h for h in uploaded_hashes if h != c.update_hash]
         if others:
-            return None, f"{HASH_MISMATCH}: the node uploaded {others[0]} but committed {c.update_hash}"
-        return None, f"{MISSING_UPLOAD}: no blob with the committed hash {c.update_hash} was uploaded"
+            return f"{HASH_MISMATCH}: the node uploaded {others[0]} but committed {c.update_hash}"
+        return f"{MISSING_UPLOAD}: no blob with the committed hash {c.update_hash} was uploaded"
     if len(data) > max_bytes:
-        return None, f"too_large: blob is {len(data)} bytes, the round's limit is {max_bytes}"
+        return f"too_large: blob is {len(data)} bytes, the round's limit is {max_bytes}"
     actual = commitment(data)
     if actual != c.update_hash:
-        return None, f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
-    try:
-        return decode_update(data, identity=ctx.identity(c.node), max_bytes=max_bytes, expected=spec), None
-    except InvalidBlob as exc:
-        return None, f"{exc.reason}: {exc.message}"
+        return f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
+    return None
 
 
 def decide(

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from fedchain.aggregator.compute import (
-    HASH_MISMATCH, MISSING_UPLOAD, RoundComputation, RoundContext, UpdateDecision, _check_each,
+    MISSING_UPLOAD, RoundComputation, RoundContext, UpdateDecision, _check_each, check_blob,
 )
 from fedchain.aggregator.config import RoundRules
 from fedchain.aggregator.secure_merge import secure_model, secure_weight, weight_sum
@@ -85,16 +85,9 @@ def check_masked(
     """Why committer ``c``'s masked blob ``data`` cannot be in the sum ("code: explanation"), or None."""
     if c.node.lower() not in {a.lower() for a in secure_set}:
         return f"{NOT_SELECTED}: {c.node} is not in the round's secure set (not eligible at opening, or no valid X25519 key)"
-    if data is None:
-        others = [h for h in uploaded_hashes if h != c.update_hash]
-        if others:
-            return f"{HASH_MISMATCH}: the node uploaded {others[0]} but committed {c.update_hash}"
-        return f"{MISSING_UPLOAD}: no blob with the committed hash {c.update_hash} was uploaded"
-    if len(data) > rules.max_update_bytes:
-        return f"too_large: blob is {len(data)} bytes, the round's limit is {rules.max_update_bytes}"
-    actual = commitment(data)
-    if actual != c.update_hash:
-        return f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
+    reason = check_blob(data, c, rules.max_update_bytes, uploaded_hashes)
+    if reason is not None or data is None:
+        return reason
     try:
         decode_masked_update(data, config=rules.secure.fixed, identity=ctx.identity(c.node), expected=spec,
                              n_selected=len(secure_set), max_bytes=rules.max_update_bytes)
