@@ -10,12 +10,20 @@ from rich.table import Table
 
 from fedchain.errors import FedchainError
 
-console = Console(width=None if sys.stdout.isatty() else 120)
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for a terminal (its own width, wrapped) or for a log file or pipe: 120 columns
+    for tables, and a log line is never wrapped, so one event stays on one line (``grep``-able)."""
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    return Console(stderr=stderr, width=None if tty else 120, soft_wrap=not tty)
+
+
+console = make_console()
 
 
 def report_error(exc: FedchainError, con: Console | None = None) -> int:
     """Print ``error: ...`` (and ``hint: ...``) as one line each; return the exit code."""
-    con = con or Console(stderr=True)
+    con = con or make_console(stderr=True)
     con.print(f"[bold red]error:[/] {exc.message}", highlight=False)
     if exc.hint:
         con.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)

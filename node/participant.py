@@ -32,7 +32,7 @@ from fedchain.chain.accounts import resolve_account
 from fedchain.chain.client import ChainClient, connect_local_or_api
 from fedchain.chain.types import RoundInfo, RoundStatus
 from fedchain.codec import UpdateIdentity, decode_json, decode_tensors, encode_update, load_arrays_into, state_dict_to_arrays
-from fedchain.console import report_error
+from fedchain.console import make_console, report_error
 from fedchain.errors import BlobError, ConfigError, ContractRevert, FedchainError, Forbidden
 from fedchain.hashing import commitment
 from fedchain.retry import with_retry
@@ -455,7 +455,7 @@ class Participant:
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
-    console = console or Console(stderr=False)
+    console = console or make_console()
     if not 0 <= args.shard < args.num_shards:
         raise ConfigError(f"--shard {args.shard} is not in 0..{args.num_shards - 1}",
                           hint="shards are numbered from 0: --shard 0 .. --shard NUM_SHARDS-1")
@@ -540,7 +540,7 @@ def show_receipts(folder: Path, console: Console) -> int:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = make_console()
     try:
         return run(args, console)
     except KeyboardInterrupt:

@@ -215,7 +215,11 @@ def test_aggregator_keeps_serving_through_an_rpc_outage_and_finishes_its_round(f
                  "/health to report degraded")
         assert httpx.get(f"{api}/rounds", timeout=5).status_code == 200  # reads are still served
         assert agg.poll() is None, "the aggregator died on an RPC outage"
-        time.sleep(3)
+        # The outage lasts until the round loop itself has met it (web3 retries a short one inside
+        # a call), reported it to /health and scheduled a retry.
+        wait_for(lambda: "round loop: cannot" in (httpx.get(f"{api}/health", timeout=5).json()["detail"] or ""), 60,
+                 "the round loop to report the outage")
+        assert agg.poll() is None, "the aggregator died on an RPC outage"
         proxy.restore()
         assert agg.wait(120) == 0, federation.log("aggregator-outage")[-3000:]
     finally:
