@@ -10,7 +10,9 @@ fedchain API answers gives one line that names ``--api-url``.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import httpx
@@ -145,6 +147,20 @@ class ApiClient:
 
         return self._retrying(f"GET {self.base_url}/blobs/{h[:12]}…", once)
 
+    def events(self, *, read_timeout: float = 45.0,
+               on_open: Callable[[], None] | None = None) -> Iterator[dict[str, Any]]:
+        """Round events pushed by the API (``GET /events``) until the stream ends; ``on_open`` is
+        called once the stream is open. One attempt, no retry: the caller reconnects.
+        ``read_timeout`` exceeds the server's keep-alive interval, so a silent dead connection is
+        noticed. httpx errors propagate."""
+        timeout = httpx.Timeout(10.0, read=read_timeout)
+        with self.http.stream("GET", "/events", timeout=timeout, headers={"Accept": "text/event-stream"}) as r:
+            if r.status_code != 200 or not r.headers.get("content-type", "").startswith("text/event-stream"):
+                raise TransientHTTPError(f"GET /events answered HTTP {r.status_code}")
+            if on_open is not None:
+                on_open()
+            yield from parse_events(bounded_lines(r.iter_bytes()))
+
     def deployment(self) -> Deployment:
         return Deployment.from_json(self.get_json("/deployment"))
 
@@ -162,6 +178,48 @@ class ApiClient:
     def post_commitment(self, round_id: int, update_hash: str, num_samples: int, signature: str) -> httpx.Response:
         return self.request("POST", f"/rounds/{round_id}/commitments",
                             json={"update_hash": update_hash, "num_samples": int(num_samples), "signature": signature})
+
+
+#: The longest line an event stream may send (an event is well under 200 bytes).
+MAX_EVENT_LINE = 4096
+
+
+def bounded_lines(chunks: Iterator[bytes], max_line: int = MAX_EVENT_LINE) -> Iterator[str]:
+    """Lines of a byte stream (``\\n`` or ``\\r\\n`` ended), never buffering more than ``max_line``
+    bytes: a longer line is a TransientHTTPError (the stream is not one this client speaks)."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
+        if len(buf) > max_line:
+            raise TransientHTTPError(f"an event stream line over {max_line} bytes")
+
+
+def parse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
+    """The ``round`` events of a server-sent event stream (``GET /events``), as dicts. Lines over
+    :data:`MAX_EVENT_LINE`, data that is not a JSON object, comments and other events are skipped."""
+    kind, data = "message", ""
+    for line in lines:
+        if len(line) > MAX_EVENT_LINE:
+            kind, data = "message", ""
+            continue
+        if line == "":
+            if kind == "round" and data:
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    event = None
+                if isinstance(event, dict) and isinstance(event.get("round"), int):
+                    yield event
+            kind, data = "message", ""
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
 
 
 def error_reason(r: httpx.Response) -> str | None:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from rich.table import Table
 
 from fedchain.cliutil import (
-    HelpFormatter, add_secure_arguments, api_help, non_negative_float, non_negative_int, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
+    HelpFormatter, add_secure_arguments, api_help, non_negative_float, non_negative_int, positive_float, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
 )
 from fedchain.errors import ConfigError, FedchainError
 from fedchain.settings import REPO_ROOT, Settings
@@ -563,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--min-updates", type=positive_int, default=None, help="quorum (default: all but one node, at least 1)")
     m.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round (rounds close as soon as "
                                                                       "every node has committed)")
+    m.add_argument("--ready-timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                   help="how long to wait for every node process to be ready (connected, task and data loaded) "
+                        "before round 1 opens; a node that exits meanwhile stops the demo with its log")
     m.add_argument("--seed", type=int, default=0, help="data, genesis model and round seed")
     m.add_argument("--json", type=Path, default=None, metavar="PATH", help="write a JSON summary here")
     m.add_argument("--serve", action="store_true",

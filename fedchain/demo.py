@@ -27,7 +27,8 @@ from rich.live import Live
 from rich.text import Text
 
 from fedchain.chain.accounts import dev_account, secure_keys
-from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process
+from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process, stop_processes
+from fedchain.errors import FedchainError
 from fedchain.settings import REPO_ROOT, Settings
 
 
@@ -38,11 +39,14 @@ SECURE_OPTIONS = ("mode", "clip", "scale_bits", "modulus_bits", "threshold", "no
 
 def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,
                  rounds: int | None, data_seed: int = 0, attack: str | None = None,
-                 attack_params: list[str] | None = None, crash_at: str | None = None) -> list[str]:
+                 attack_params: list[str] | None = None, crash_at: str | None = None,
+                 ready_file: Path | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "node", "--rpc-url", rpc_url, "--api-url", api_url, "--dev-account", str(dev_index),
            "--shard", str(shard), "--num-shards", str(num_shards), "--task", task, "--data-seed", str(data_seed)]
     if rounds is not None:
         cmd += ["--rounds", str(rounds)]
+    if ready_file is not None:
+        cmd += ["--ready-file", str(ready_file)]
     if crash_at:
         cmd += ["--crash-at", crash_at]
     if attack:
@@ -50,6 +54,40 @@ def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_
         for pair in attack_params or []:
             cmd += ["--attack-param", pair]
     return cmd
+
+
+def ready_file(workdir: Path, index: int) -> Path:
+    return workdir / "logs" / f"node-{index}.ready"
+
+
+def wait_for_nodes(procs: list[subprocess.Popen], files: list[Path], logs: Path, *, timeout: float,
+                   console: Console, poll: float = 0.1) -> float:
+    """Wait until every node process has written its ready file (``--ready-file``); returns the
+    seconds waited. A node that exits first, or a timeout, is a FedchainError with the log's tail."""
+    started = time.monotonic()
+    with console.status(f"waiting for {len(procs)} nodes to start (torch, web3, data)…") as status:
+        while True:
+            ready = sum(f.exists() for f in files)
+            if ready == len(files):
+                return time.monotonic() - started
+            for i, p in enumerate(procs, start=1):
+                if p.poll() is not None and not files[i - 1].exists():
+                    tail = _tail(logs / f"node-{i}.log")
+                    raise FedchainError(f"node {i} exited with code {p.returncode} before it was ready:\n{tail}",
+                                        hint=f"see {logs / f'node-{i}.log'}")
+            if time.monotonic() - started > timeout:
+                raise FedchainError(f"only {ready} of {len(files)} nodes were ready after {timeout:.0f} s",
+                                    hint="a loaded machine starts nodes slowly: pass a larger --ready-timeout, "
+                                         f"or fewer --nodes; logs in {logs}")
+            status.update(f"{ready}/{len(files)} nodes ready (torch, web3, data)…")
+            time.sleep(poll)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def hostile_plan(args: argparse.Namespace, n: int, workdir: Path) -> tuple[int, str | None, list[str]]:
@@ -143,10 +181,14 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
                 node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
                              task=args.task, rounds=rounds, data_seed=args.seed,
                              attack=attack if hostile else None, attack_params=attack_params if hostile else None,
-                             crash_at=crashes.get(i)),
+                             crash_at=crashes.get(i), ready_file=ready_file(workdir, i)),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=Path.cwd(),
             ))
         console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
+        waited = wait_for_nodes(procs, [ready_file(workdir, i) for i in range(1, n + 1)], workdir / "logs",
+                                timeout=getattr(args, "ready_timeout", 600.0), console=console)
+        console.print(f"{n} nodes ready after {waited:.1f} s; round 1 opens now, so its deadline is not spent "
+                      f"on start-up", highlight=False)
         if byzantine:
             console.print(f"[red]nodes {n - byzantine + 1}..{n} are hostile[/]: attack {attack} "
                           f"({', '.join(attack_params)})", highlight=False)
@@ -228,8 +270,7 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
                 console.print("stopping")
         return 0
     finally:
-        for p in procs:
-            stop_process(p)
+        stop_processes(procs)
         if api is not None:
             api.stop()
         stop_process(anvil)

@@ -62,6 +62,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--show-public-key", action="store_true",
                    help="print this node's X25519 public key for secure rounds (derived from its signing key; "
                         "the admin registers it with `fedchain admit ADDRESS --public-key KEY`), then exit")
+    p.add_argument("--no-events", action="store_true",
+                   help="do not follow the API's pushed round events (GET /events); poll the chain every 0.5 s "
+                        "instead (default: follow them, and poll every 5 s besides)")
+    p.add_argument("--ready-file", type=Path, default=None, metavar="PATH",
+                   help="write PATH (JSON: address, pid, time) once this node has connected, loaded its task and "
+                        "data and waits for rounds; `fedchain demo` waits for every node's file before round 1 "
+                        "(default: none)")
     p.add_argument("--crash-at", default=None, metavar="STAGE@ROUND",
                    help="fault injection for dropout tests: the process dies at STAGE of round ROUND, STAGE one of "
                         "after-training, after-upload, after-commit, after-unmask-upload (default: never)")

@@ -46,7 +46,7 @@ class Participant:
                  data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5,
                  commit_mode: str = "direct", retry_seconds: float = 300.0, receipts_dir: Path | None = None,
                  hostile: Any = None, crash_at: tuple[str, int] | None = None,
-                 dp: dict[str, float] | None = None) -> None:
+                 dp: dict[str, float] | None = None, watcher: Any = None) -> None:
         self.chain = chain
         self.api = api
         self.task_spec = task_spec
@@ -58,6 +58,7 @@ class Participant:
         self.console = console
         self.poll = poll
         self._data: Any = None
+        self._data_key: str | None = None
         self.me = chain.account.address if chain.account else ""
         self.commit_mode = commit_mode
         self.retry_seconds = retry_seconds
@@ -72,6 +73,8 @@ class Participant:
         #: Record-level DP-SGD settings (noise_multiplier, max_grad_norm, delta), or None.
         self.dp = dp
         self._accountant: Any = None
+        #: A node.watch.RoundWatcher (round events pushed by the API), or None: poll only.
+        self.watcher = watcher
         if chain.account is not None:
             from fedchain.chain.accounts import secure_keys
 
@@ -79,20 +82,52 @@ class Participant:
         else:
             self.x25519_private, self.x25519_public = b"", b""
 
+    def _idle(self, poll: float) -> None:
+        """Until a round event is pushed or ``poll`` seconds pass (longer while events arrive)."""
+        if self.watcher is not None:
+            self.watcher.wait(poll)
+        else:
+            time.sleep(poll)
+
     def log(self, msg: str) -> None:
         self.console.print(f"[dim]node {self.me[:10]}[/] {msg}", highlight=False)
 
     def data(self, params: dict[str, Any]) -> Any:
-        if self._data is None:
+        """This node's samples for the task parameters ``params`` (loaded once per parameter set)."""
+        key = json.dumps(params, sort_keys=True, default=str)
+        if self._data is None or self._data_key != key:
             if self.data_file is not None:
                 self._data = self.task.load_data_file(self.data_file, params)
             else:
                 self._data = self.task.node_data(self.shard, self.num_shards, self.data_seed, params)
+            self._data_key = key
             self.log(f"loaded {len(self._data)} private samples (they never leave this node)")
             if self.hostile is not None:
                 self._data = self.hostile.poison(self._data, self.task, self.data_seed * 1009 + self.shard)
                 self.log(f"[red]{self.hostile.describe()}[/]")
         return self._data
+
+    def warm_up(self) -> None:
+        """Do the first-round work that does not depend on the round before one opens: load the data
+        for the task's default parameters, and train a throwaway model one epoch on it, which pays
+        torch's first-use costs (about a CPU-second: lazy imports, the optimiser, kernels) here
+        rather than inside round 1's deadline."""
+        params = self.task.default_params()
+        data = self.data(params)
+        if self.dp is None:
+            training = self.task.default_training()
+            self.task.train(self.task.build_model(params, 0), data, epochs=1,
+                            batch_size=int(training.get("batch_size", 64)), lr=float(training.get("lr", 1e-3)), seed=0)
+
+    def signal_ready(self, path: Path | None) -> None:
+        """Write ``path`` (JSON: address, pid, time) once this node can train: a launcher such as
+        ``fedchain demo`` waits for every node's file before it opens round 1."""
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"address": self.me, "pid": os.getpid(), "ready_at": time.time()}))
+        tmp.replace(path)  # atomic: a reader never sees half a file
 
     def _chain(self, fn: Any, what: str) -> Any:
         return with_retry(fn, what, timeout=self.retry_seconds, log=self.log)
@@ -119,6 +154,7 @@ class Participant:
                 bar.update(task_id, completed=step, total=total)
 
             mu = float(((config.get("strategy") or {}).get("params") or {}).get("mu", 0) or 0)
+            started = time.monotonic()
             if getattr(self, "dp", None) is not None:
                 metrics = self._train_dp_sgd(rid, model, data, training, mu, progress)
             else:
@@ -127,6 +163,7 @@ class Participant:
                     lr=float(training.get("lr", 1e-3)), seed=int(config.get("seed", 0)) * 1009 + self.shard,
                     progress=progress, **({"prox_mu": mu} if mu else {}),
                 )
+        self.log(f"round {rid}: trained on {len(data)} samples in {time.monotonic() - started:.2f} s")
         self._fault(rid, "after-training")
         identity = UpdateIdentity(self.chain.chain_id, self.chain.rounds_address, rid, self.me)
         weights = state_dict_to_arrays(model)
@@ -282,7 +319,7 @@ class Participant:
             if rnd.status != RoundStatus.OPEN or now > phase.unmask_deadline:
                 self.log(f"[yellow]round {rid}: the commit phase was never sealed; nothing to unmask[/]")
                 return
-            time.sleep(min(self.poll, 0.1))  # one eth_call: the seal opens a short window
+            self._idle(min(self.poll, 0.1))  # one eth_call: the seal opens a short window
         s, keys, ctx = self._secure_round(info)
         view = self._chain(lambda: self.chain.secure_view(rid, selected=(s, keys)), "read the sealed round")
         survivors = [c.node for c in view.survivors]
@@ -425,7 +462,7 @@ class Participant:
                             self.log(f"done: no round opened for {idle_exit:.0f} s after round {rid} closed, so the "
                                      f"federation has ended (--idle-exit); took part in {done} round(s)")
                             return 0
-                time.sleep(self.poll)
+                self._idle(self.poll)
                 continue
             idle_since = None
             info = self._chain(lambda: self.chain.get_round(rid), "getRound")
@@ -486,7 +523,13 @@ def run(args: argparse.Namespace, console: Console | None = None) -> int:
                               crash_at=parse_crash_at(getattr(args, "crash_at", None)),
                               dp=({"noise_multiplier": args.dp_noise_multiplier, "max_grad_norm": args.dp_max_grad_norm,
                                    "delta": args.dp_delta} if getattr(args, "dp_sgd", False) else None))
+    if not getattr(args, "no_events", False):
+        from node.watch import RoundWatcher
+
+        participant.watcher = RoundWatcher(api.events, log=participant.log).start()
     participant.check_secure_key()
+    participant.warm_up()
+    participant.signal_ready(getattr(args, "ready_file", None))
     return participant.run(args.rounds, idle_exit=float(getattr(args, "idle_exit", 0) or 0))
 
 

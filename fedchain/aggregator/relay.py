@@ -56,6 +56,11 @@ class RelayQueue:
         self.arrived.set()
         return True
 
+    def poke(self) -> None:
+        """Something for the round loop arrived without a queue entry (an upload, whose direct
+        commitment follows): wake it to look at the chain again."""
+        self.arrived.set()
+
     def take(self, round_id: int) -> list[SignedCommitment]:
         """Remove and return every queued entry of ``round_id``, ordered by node address; entries
         of other rounds are dropped (they can never be relayed)."""

@@ -35,7 +35,15 @@ class ApiServer:
         if self.app is not None:
             self.app.state.loop_status = {"state": state, "detail": detail}
 
+    def publish(self, round_id: int, status: str) -> None:
+        """Push a round event to the nodes' ``GET /events`` streams (the round loop calls this as
+        soon as its transaction is mined)."""
+        if self.app is not None:
+            self.app.state.events.publish(round_id, status)
+
     def stop(self) -> None:
+        if self.app is not None:
+            self.app.state.events.close()
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
@@ -54,7 +62,7 @@ def start_api(settings: Settings, chain: ChainClient, store: BlobStore, *, timeo
     app.state.signer = signer
     app.state.relay = relay
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
-                            access_log=False, lifespan="on")
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="fedchain-api", daemon=True)
     thread.start()

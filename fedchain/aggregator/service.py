@@ -55,6 +55,8 @@ class RoundSummary:
     mode: str = "transparent"
     #: Wall time of the round, from opening it to its finalize/expire transaction (seconds).
     seconds: float | None = None
+    #: When the round loop began this round (Unix time): the round period is the next one's minus this.
+    started_at: float | None = None
     #: Secure rounds with DP noise: the accountant's total ε after this round (at ``delta``).
     epsilon: float | None = None
     delta: float | None = None
@@ -72,6 +74,7 @@ class RoundSummary:
             "rejections": self.reasons,
             "mode": self.mode,
             "seconds": self.seconds,
+            "started_at": self.started_at,
             "epsilon": self.epsilon,
             "delta": self.delta,
         }
@@ -118,6 +121,10 @@ def build_config(
     return config
 
 
+#: After an upload arrives the round loop reads the chain every HOT_POLL seconds for HOT_SECONDS.
+HOT_POLL, HOT_SECONDS = 0.1, 3.0
+
+
 class Aggregator:
     def __init__(
         self,
@@ -151,6 +158,7 @@ class Aggregator:
         on_sync: Callable[[], Any] | None = None,
         on_wait: Callable[[int, int, int, float], None] | None = None,
         on_status: Callable[[str, str | None], None] | None = None,
+        on_event: Callable[[int, str], None] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.chain = chain
@@ -196,6 +204,9 @@ class Aggregator:
         self.on_wait = on_wait
         #: ("ok" | "degraded", detail) whenever the loop's health changes
         self.on_status = on_status
+        #: (round, "open" | "sealed" | "finalized" | "expired") as soon as that transaction is mined:
+        #: the API pushes it to the nodes (GET /events)
+        self.on_event = on_event
         self.log = log
         self._status: tuple[str, str | None] = ("ok", None)
 
@@ -306,7 +317,15 @@ class Aggregator:
                              selection_rate=rules.selection_rate, relay_cutoff=rules.relay_cutoff,
                              threshold=threshold, unmask_window=rules.unmask_window)
         rid, tx = self.chain.open_round(base, config_hash, params)
+        self._event(rid, "open")
         return rid, {"config": config, "open_gas": tx.gas_used}
+
+    def _event(self, rid: int, status: str) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(rid, status)
+            except Exception as exc:  # noqa: BLE001 - a push is a hint; the round goes on without it
+                self.log(f"[yellow]round {rid}: could not push the {status!r} event: {exc}[/]")
 
     def _last_report_field(self, key: str) -> str | None:
         """A hash the last finalized round's report names (None before the first round)."""
@@ -389,12 +408,13 @@ class Aggregator:
             raise ConfigError(f"the strategy state {h} named by the round config is not in the store",
                               hint="point FEDCHAIN_DATA_DIR at the store that produced it") from exc
 
-    def _pause(self, seconds: float) -> None:
-        """Wait ``seconds``, or less if a node posts something for the relay meanwhile."""
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less if a node uploads or posts something for the relay meanwhile
+        (True then)."""
         if self.relay is not None:
-            self.relay.arrived.wait(seconds)
-        else:
-            time.sleep(seconds)
+            return self.relay.arrived.wait(seconds)
+        time.sleep(seconds)
+        return False
 
     def relay_pending(self, round_id: int, relay_closes_at: int) -> int:
         """Relay queued signed commitments of ``round_id`` in one batch; returns how many were sent."""
@@ -429,7 +449,10 @@ class Aggregator:
 
     def wait_for_commitments(self, round_id: int) -> None:
         """Until every eligible node committed (the contract then allows an early close), or the
-        deadline passed by chain time. Relays queued commitments meanwhile."""
+        deadline passed by chain time. Relays queued commitments meanwhile. After an upload arrives
+        the chain is read every 0.1 s for a few seconds (its direct commitment follows within a
+        transaction's time), else every ``poll`` seconds."""
+        hot_until = 0.0
         while True:
             info = self.chain.get_round(round_id)
             self.relay_pending(round_id, info.relay_closes_at)
@@ -439,7 +462,8 @@ class Aggregator:
                 return
             if self.on_wait:
                 self.on_wait(round_id, info.commit_count, info.eligible_count, max(0.0, info.deadline - now))
-            self._pause(self.poll)
+            if self._pause(min(self.poll, HOT_POLL) if time.monotonic() < hot_until else self.poll):
+                hot_until = time.monotonic() + HOT_SECONDS
 
     def run_round(self, *, min_updates: int, round_seconds: float) -> RoundSummary:
         rid, opened = self.open_round(min_updates=min_updates, round_seconds=round_seconds)
@@ -540,6 +564,7 @@ class Aggregator:
             try:
                 tx = self.chain.seal_commitments(rid, excluded)
                 gas["seal"] = tx.gas_used
+                self._event(rid, "sealed")
                 return True
             except ContractRevert as exc:
                 if exc.name == "TooFewSurvivors":
@@ -623,6 +648,7 @@ class Aggregator:
                     raise
                 time.sleep(1)
         gas["finalize"] = tx.gas_used
+        self._event(rid, "finalized")
         if self.on_sync:
             self.on_sync()
         return RoundSummary(
@@ -643,6 +669,7 @@ class Aggregator:
             try:
                 tx = self.chain.expire_round(rid)
                 gas["expire"] = tx.gas_used
+                self._event(rid, "expired")
                 break
             except ContractRevert as exc:
                 if exc.name == "RoundNotOpen":  # someone else expired it first: fine
@@ -665,10 +692,11 @@ class Aggregator:
         self._with_retries(self.ensure_genesis, "set up the genesis model", sleep)
         out = []
         while len(out) < rounds:
-            started = time.monotonic()
+            started, started_at = time.monotonic(), time.time()
             summary = self._with_retries(
                 lambda: self.run_round(min_updates=min_updates, round_seconds=round_seconds), "run a round", sleep)
             summary.seconds = round(time.monotonic() - started, 3)
+            summary.started_at = round(started_at, 3)
             out.append(summary)
             if on_round:
                 on_round(summary)

@@ -29,7 +29,8 @@ from starlette.requests import ClientDisconnect
 from fedchain import __version__
 from fedchain.aggregator.relay import RelayQueue
 from fedchain.api.errors import error_reason
-from fedchain.api.routers import blobs, commitments, health, nodes, rounds, secure, ui, updates
+from fedchain.api.events import EventHub, publish_chain_events
+from fedchain.api.routers import blobs, commitments, events, health, nodes, rounds, secure, ui, updates
 from fedchain.api.services import KindCache, RulesCache, SpecCache
 from fedchain.chain.types import ChainReader
 from fedchain.errors import FedchainError
@@ -205,6 +206,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.events.close()  # open streams would hold the server's graceful exit
             if thread is not None:
                 thread.stop()
 
@@ -225,6 +227,9 @@ def create_app(
     app.state.signer = signer
     app.state.relay = relay if relay is not None else RelayQueue()
     app.state.loop_status = {"state": "ok", "detail": None}
+    # Round events for GET /events: from the round loop (ApiServer.publish) and from the index.
+    app.state.events = EventHub()
+    indexer.listeners.append(lambda evs: publish_chain_events(app.state.events, evs))
     app.state.sync_thread = None
 
     app.add_exception_handler(FedchainError, _fedchain_error)
@@ -240,6 +245,7 @@ def create_app(
     app.include_router(nodes.router)
     app.include_router(blobs.router)
     app.include_router(secure.router)
+    app.include_router(events.router)
     app.include_router(ui.router)  # the dashboard at /ui (static files, not in the OpenAPI document)
     app.openapi = lambda: _openapi_with_error_bodies(app)  # type: ignore[method-assign]
     return app

@@ -48,7 +48,7 @@ def get_upload_policy(request: Request) -> UploadPolicy:
     st = request.app.state
     return UploadPolicy(chain=st.chain, store=st.store, indexer=st.indexer, rules=st.rules_cache,
                         specs=st.spec_cache, signer=st.signer, read_timeout=st.settings.upload_read_timeout,
-                        body_timeout=st.settings.upload_body_timeout)
+                        body_timeout=st.settings.upload_body_timeout, on_stored=lambda _round: st.relay.poke())
 
 
 def get_blob_access(request: Request) -> BlobAccess:

@@ -324,6 +324,7 @@ class UploadPolicy:
         signer: LocalAccount | None,
         read_timeout: float,
         body_timeout: float,
+        on_stored: Callable[[int], None] | None = None,
     ) -> None:
         self.chain = chain
         self.store = store
@@ -333,6 +334,9 @@ class UploadPolicy:
         self.signer = signer
         self.read_timeout = float(read_timeout)
         self.body_timeout = float(body_timeout)
+        #: Called with the round after a new upload is stored (the round loop looks again: the
+        #: node's commitment follows within a transaction's time).
+        self.on_stored = on_stored
 
     # 1.
     @staticmethod
@@ -449,6 +453,8 @@ class UploadPolicy:
                 raise _err(Conflict(f"{signer} already uploaded another blob for round {round_id}"),
                            "duplicate") from None
         log.info("round %s: %s uploaded %s (%d bytes)", round_id, signer, h, len(body))
+        if self.on_stored is not None:
+            self.on_stored(round_id)
         return result, True
 
     def receipt(self, round_id: int, node: str, blob_hash: str) -> ReceiptOut | None:

@@ -46,7 +46,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -223,6 +223,8 @@ class Indexer:
         self.reorgs = 0
         #: Times the index was wiped because the chain behind the addresses changed.
         self.restarts = 0
+        #: Called with the events of each batch once it is committed (the API's round events).
+        self.listeners: list[Callable[[list[EventRecord]], None]] = []
         #: The last reorg's fork point and the block whose hash no longer matched, if any.
         self.last_reorg: tuple[int, int] | None = None
         #: A standing remark for /health, e.g. "chain restarted: index rebuilt ..." (None: nothing).
@@ -492,11 +494,13 @@ class Indexer:
                     now = None if st is None else (st.last_block, st.last_block_hash)
                 else:
                     batch = 0
+                    applied_events: list[EventRecord] = []
                     for ev in events:
                         if ev.block_number < start or ev.block_number > end:
                             continue
                         if self._apply(s, ev, gas):
                             batch += 1
+                            applied_events.append(ev)
                     st.last_block = end
                     st.last_block_hash = end_hash
                     if end_hash is not None:
@@ -514,8 +518,17 @@ class Indexer:
             applied += batch
             last, last_hash = end, end_hash
             start = end + 1
+            if batch:
+                self._notify(applied_events)
         self._merge_reports()
         return applied
+
+    def _notify(self, events: list[EventRecord]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(events)
+            except Exception:  # noqa: BLE001 - a listener's failure must not stop the index
+                log.exception("an index listener failed")
 
     def _gas(self, tx_hash: str, cache: dict[str, int | None]) -> int | None:
         if tx_hash not in cache:

@@ -164,3 +164,20 @@ def test_round_without_quorum_is_expired(federation):
     # the federation's history shows it, and the next round would start from the last finalized model
     wait_for(lambda: _round(federation, rid)["status"] == "expired", 30, "the index to show the expiry")
     assert federation.chain.latest_model_hash() == federation.chain.get_round(before).global_model_hash
+
+
+def test_live_api_pushes_round_events_that_the_chain_confirms_and_nodes_follow_them(federation):
+    from fedchain.apiclient import bounded_lines, parse_events
+
+    latest = federation.chain.current_round_id()
+    with httpx.stream("GET", f"{federation.api_url}/events", timeout=httpx.Timeout(10, read=30)) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        event = next(parse_events(bounded_lines(r.iter_bytes())))  # the first: the latest the API has seen
+    assert event["round"] >= latest
+    on_chain = federation.chain.get_round(event["round"]).status
+    expected = {"open": {RoundStatus.OPEN, RoundStatus.FINALIZED, RoundStatus.EXPIRED},
+                "sealed": {RoundStatus.OPEN, RoundStatus.FINALIZED, RoundStatus.EXPIRED},
+                "finalized": {RoundStatus.FINALIZED}, "expired": {RoundStatus.EXPIRED}}[event["status"]]
+    assert on_chain in expected, (event, on_chain)
+    for i in (1, 2, 3):  # honest nodes woke on these events rather than polling every 0.5 s
+        assert "following the aggregator's round events (GET /events)" in federation.log(f"node-{i}")

@@ -401,3 +401,35 @@ def test_secure_aggregator_refuses_a_robust_strategy_and_says_why(setup):
     chain, store, task, _, _ = setup
     with pytest.raises(ConfigError, match="robust rules need each node's update"):
         Aggregator(chain, store, task, task_spec="tiny", strategy="median", secure=SecureSettings(), log=lambda m: None)
+
+
+def test_round_loop_pushes_open_and_finalized_events_as_its_transactions_are_mined(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    events = []
+    agg.on_event = lambda rid, status: events.append((rid, status, chain.get_round(rid).status))
+
+    def play(rid):
+        for i, n in enumerate(nodes[:2]):
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 2.0 + i), 10)
+
+    chain.on_open = play
+    assert agg.run_round(min_updates=2, round_seconds=300).status == "finalized"
+    # each event follows its transaction: the chain already shows what the event says
+    assert events == [(1, "open", RoundStatus.OPEN), (1, "finalized", RoundStatus.FINALIZED)]
+
+
+def test_a_failing_event_push_does_not_stop_the_round(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    logged = []
+    agg.log = logged.append
+    agg.on_event = lambda rid, status: (_ for _ in ()).throw(RuntimeError("hub gone"))
+
+    def play(rid):
+        for i, n in enumerate(nodes[:2]):
+            chain.submit_update(rid, n.address, _local_update(chain, store, rid, n.address, 2.0 + i), 10)
+
+    chain.on_open = play
+    assert agg.run_round(min_updates=2, round_seconds=300).status == "finalized"
+    assert any("could not push the 'open' event: hub gone" in m for m in logged)

@@ -114,6 +114,8 @@ def _participant_with(task, config):
     p.shard = 0
     p.hostile = None
     p._data = task.node_data(0, 2, 0, task.resolve_params(TINY))
+    p._data_key = None  # loaded for any parameters
+    p.data = lambda params: p._data
     p.me = "0x" + "11" * 20
     p.console = Console(file=io.StringIO())
     info = SimpleNamespace(round_id=1, config_hash="0xconfig", base_model_hash="0xbase", max_samples=10)
