@@ -14,13 +14,13 @@ PIP_QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
 NODES ?= 5
 ROUNDS ?= 5
 
-.PHONY: help install demo test browser hardhat bench-rounds screenshots test-contracts test-invariants test-unit test-scale postgres test-e2e compile dist gas lint-contracts bench clean
+.PHONY: help install demo test browser hardhat bench-rounds bench-latency screenshots test-contracts test-invariants test-unit test-scale postgres test-e2e compile dist gas lint-contracts bench clean
 
 help:
 	@echo "make demo            install everything, then run a federation: $(NODES) nodes, $(ROUNDS) rounds"
 	@echo "make test            install everything, then run every test (contracts, unit, end-to-end)"
 	@echo "make install         .venv (pip), node_modules (npm), solc wrapper, anvil link; idempotent"
-	@echo "make compile | dist | gas | lint-contracts | bench | test-contracts | test-invariants | test-unit | test-scale | test-e2e"
+	@echo "make compile | dist | gas | lint-contracts | bench | bench-latency | test-contracts | test-invariants | test-unit | test-scale | test-e2e"
 	@echo "make test-scale      the index on PostgreSQL and the blobs on S3, on real servers (docs/scale.md)"
 	@echo "make dist            the wheel a node host installs (dist/fedchain-*.whl, ABI included; README)"
 	@echo "make browser         Debian's chromium for the dashboard test (root: apt-get); make screenshots: docs/img/dashboard.png"
@@ -156,9 +156,15 @@ lint-contracts: install compile
 	  cd "$$tmp" && $(BIN)/slither contracts/ --solc-standard-json --solc $(BIN)/solc --solc-remaps "@openzeppelin=node_modules/@openzeppelin" --exclude-dependencies --filter-paths node_modules --fail-medium
 
 # docs/benchmarks.md: hashing, codec, aggregation, and the round benchmark (N updates x P params
-# through the streaming merge, peak RSS per case); about a minute. bench-round: only the round cases.
+# through the streaming merge, peak RSS per case); about a minute. Then the round latency at 3, 10
+# and 20 nodes on real processes (docs/benchmarks-latency.md, about 5 min). bench-round: only the
+# round cases; bench-latency: only the latency.
 bench: install compile
 	@if [ -f scripts/bench.py ]; then $(BIN)/python scripts/bench.py; fi
+	$(BIN)/python scripts/bench_latency.py
+
+bench-latency: install compile
+	$(BIN)/python scripts/bench_latency.py
 
 bench-round:
 	$(BIN)/python scripts/bench.py --round-only
