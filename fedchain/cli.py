@@ -210,7 +210,7 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
             # taken before this one serves or records anything.
             loop_lock = lock.contract_lock(chain_id=chain.chain_id, contract=chain.rounds_address,
                                            deploy_block_hash=chain.block_hash(chain.deploy_block), api_url=s.api_url,
-                                           data_dir=s.data_dir)
+                                           data_dir=s.data_dir, db_url=s.resolved_db_url())
         store = store_from_settings(s)  # FEDCHAIN_BLOB_URL (s3://...), else data_dir/blobs
         api = start_api(s, chain, store, signer=chain.account)
         if record_api_url(s.deployments_dir, chain.chain_id, chain.rounds_address, s.api_url):
@@ -238,6 +238,7 @@ def cmd_aggregator(args: argparse.Namespace) -> int:
         if loop_lock is not None:
             loop_lock.release()  # rounds done: another aggregator may take over the deployment
             loop_lock = None
+        api.indexer.sync()  # the loop only asked for syncs: the table must show its last round
         console.print(_history_table(api, summaries, task.primary_metric))
         if args.exit_when_done:
             return 0
@@ -563,6 +564,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--min-updates", type=positive_int, default=None, help="quorum (default: all but one node, at least 1)")
     m.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round (rounds close as soon as "
                                                                       "every node has committed)")
+    m.add_argument("--spawn", choices=("auto", "fork", "exec"), default="auto",
+                   help="how to start the node processes: fork them from this process once it has imported and "
+                        "warmed up the node code (fast: each is still a process of its own), or exec "
+                        "`python -m node` each (each pays ~3 CPU-s of start-up); auto: fork where possible")
     m.add_argument("--ready-timeout", type=positive_float, default=600.0, metavar="SECONDS",
                    help="how long to wait for every node process to be ready (connected, task and data loaded) "
                         "before round 1 opens; a node that exits meanwhile stops the demo with its log")

@@ -26,6 +26,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.text import Text
 
+from fedchain import launch
 from fedchain.chain.accounts import dev_account, secure_keys
 from fedchain.devchain import env_with_repo, free_port, start_anvil, stop_process, stop_processes
 from fedchain.errors import FedchainError
@@ -54,6 +55,18 @@ def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_
         for pair in attack_params or []:
             cmd += ["--attack-param", pair]
     return cmd
+
+
+def _spawn_mode(asked: str, console: Console) -> str:
+    """``fork`` or ``exec`` for ``--spawn`` (``auto``: fork where it is safe, else exec)."""
+    if asked == "exec":
+        return "exec"
+    if not launch.can_fork() or not launch.single_threaded():
+        if asked == "fork":
+            console.print("[yellow]--spawn fork is not possible here (no fork, or threads already running); "
+                          "starting the nodes with python -m node[/]")
+        return "exec"
+    return "fork"
 
 
 def ready_file(workdir: Path, index: int) -> Path:
@@ -170,21 +183,34 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
                       f"(node registry included)", highlight=False)
         chain = ChainClient.connect(rpc_url, deployments_dir=settings.deployments_dir, repo_root=REPO_ROOT, account=admin)
         store = FilesystemStore(settings.data_dir / "blobs", max_bytes=settings.max_blob_bytes)
-        api = start_api(settings, chain, store, signer=admin)
-        console.print(f"aggregator API at {api_url} (OpenAPI docs at {api_url}/docs)")
+        # The nodes start before the API (they wait for it): forked ones need a parent without threads.
         env = env_with_repo()
         env["FEDCHAIN_DEPLOYMENTS_DIR"] = str(settings.deployments_dir)
+        spawn = _spawn_mode(getattr(args, "spawn", "auto"), console)
+        if spawn == "fork":
+            with console.status("warming up the node code once (torch, web3, a first training step)…"):
+                threads = launch.warm_up(task, num_shards=n, seed=args.seed)
         for i in range(1, n + 1):
-            log = open(workdir / "logs" / f"node-{i}.log", "wb")
             hostile = i > n - byzantine
-            procs.append(subprocess.Popen(
-                node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
-                             task=args.task, rounds=rounds, data_seed=args.seed,
-                             attack=attack if hostile else None, attack_params=attack_params if hostile else None,
-                             crash_at=crashes.get(i), ready_file=ready_file(workdir, i)),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=Path.cwd(),
-            ))
-        console.print(f"started {n} node processes (logs in {workdir / 'logs'})")
+            cmd = node_command(rpc_url=rpc_url, api_url=api_url, dev_index=i, shard=i - 1, num_shards=n,
+                               task=args.task, rounds=rounds, data_seed=args.seed,
+                               attack=attack if hostile else None, attack_params=attack_params if hostile else None,
+                               crash_at=crashes.get(i), ready_file=ready_file(workdir, i))
+            log_path = workdir / "logs" / f"node-{i}.log"
+            if spawn == "fork":
+                procs.append(launch.fork_node(cmd[3:], log_path=log_path, env=env, cwd=Path.cwd(),
+                                              close_fds=(held.fd,)))
+            else:
+                procs.append(subprocess.Popen(cmd, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, env=env, cwd=Path.cwd()))
+        console.print(f"started {n} node processes ({'forked from this warmed-up process' if spawn == 'fork' else 'python -m node'}; "
+                      f"logs in {workdir / 'logs'})", highlight=False)
+        if spawn == "fork":
+            import torch
+
+            torch.set_num_threads(threads)  # this process's own training (the comparison) uses every core
+        api = start_api(settings, chain, store, signer=admin)
+        console.print(f"aggregator API at {api_url} (OpenAPI docs at {api_url}/docs)")
         waited = wait_for_nodes(procs, [ready_file(workdir, i) for i in range(1, n + 1)], workdir / "logs",
                                 timeout=getattr(args, "ready_timeout", 600.0), console=console)
         console.print(f"{n} nodes ready after {waited:.1f} s; round 1 opens now, so its deadline is not spent "

@@ -31,7 +31,7 @@ def build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: A
         privacy_budget=getattr(args, "privacy_budget", None),
         privacy_delta=float(getattr(args, "privacy_delta", 1e-5) or 1e-5),
         relay=getattr(api, "relay", None), censor=getattr(args, "censor", None) or (),
-        poll_interval=s.poll_interval, uploads_lookup=api.indexer.uploads_for, on_sync=api.indexer.sync,
+        poll_interval=s.poll_interval, uploads_lookup=api.indexer.uploads_for, on_sync=getattr(api, "request_sync", api.indexer.sync),
         on_status=getattr(api, "set_loop_status", None), on_event=getattr(api, "publish", None), log=log,
     )
     return agg, task

@@ -35,6 +35,15 @@ class ApiServer:
         if self.app is not None:
             self.app.state.loop_status = {"state": state, "detail": detail}
 
+    def request_sync(self) -> None:
+        """Bring the index up to date soon: the sync thread runs now, off the round loop's path
+        (the loop does not wait for it; without a sync thread, sync here)."""
+        thread = getattr(self.app.state, "sync_thread", None) if self.app is not None else None
+        if thread is not None and thread.is_alive():
+            thread.poke()
+        else:
+            self.indexer.sync()
+
     def publish(self, round_id: int, status: str) -> None:
         """Push a round event to the nodes' ``GET /events`` streams (the round loop calls this as
         soon as its transaction is mined)."""

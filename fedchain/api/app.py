@@ -69,6 +69,8 @@ class SyncThread(threading.Thread):
         self.indexer = indexer
         self.interval = max(0.05, float(interval))
         self.stopping = threading.Event()
+        #: Set to sync now rather than at the end of the interval (:meth:`poke`).
+        self.woken = threading.Event()
 
     def run(self) -> None:
         last_problem: str | None = None
@@ -83,10 +85,16 @@ class SyncThread(threading.Thread):
                 if problem != last_problem:  # log each new problem once, not every poll
                     log.warning("index sync failed: %s", problem, exc_info=not isinstance(exc, FedchainError))
                 last_problem = problem
-            self.stopping.wait(self.interval)
+            self.woken.wait(self.interval)
+            self.woken.clear()
+
+    def poke(self) -> None:
+        """Sync now (the round loop after its transaction), without waiting for the sync."""
+        self.woken.set()
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopping.set()
+        self.woken.set()
         self.join(timeout)
 
 

@@ -276,3 +276,23 @@ def test_client_disconnect_on_a_json_route_is_no_traceback_and_no_500(world, cap
     assert len([r for r in caplog.records if "disconnect" in r.getMessage()]) <= 1
     start = [m for m in sent if m["type"] == "http.response.start"]
     assert not start or start[0]["status"] < 500
+
+
+def test_poked_sync_thread_syncs_at_once_instead_of_after_its_interval():
+    from fedchain.api.app import SyncThread
+
+    class Counting:
+        calls = 0
+
+        def sync(self):
+            Counting.calls += 1
+
+    t = SyncThread(Counting(), interval=30)
+    t.start()
+    try:
+        assert wait_for(lambda: Counting.calls == 1)  # the first sync runs at start
+        t.poke()
+        assert wait_for(lambda: Counting.calls == 2, timeout=2)  # not 30 s later
+    finally:
+        t.stop()
+    assert not t.is_alive()  # stop wakes it from its wait
