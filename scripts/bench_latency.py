@@ -18,7 +18,7 @@ that each round closes as soon as the last node commits. From its output:
 
 Writes docs/benchmarks-latency.md and docs/data/bench-latency.json.
 
-    python scripts/bench_latency.py                  # 3, 10 and 20 nodes, 6 rounds each (~6 min)
+    python scripts/bench_latency.py                  # 3, 10 and 20 nodes, 6 rounds, 3 runs each (~10 min)
     python scripts/bench_latency.py --nodes 10 --rounds 8
 """
 
@@ -96,11 +96,17 @@ def run_case(nodes: int, rounds: int, round_seconds: int, console: Console) -> d
     }
 
 
+def _range(pair: list[float] | None) -> str:
+    return f"{pair[0]:.2f}-{pair[1]:.2f}" if pair else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--nodes", type=int, nargs="+", default=[3, 10, 20], help="federation sizes to run")
     p.add_argument("--rounds", type=int, default=6, help="rounds per run (at least 4: rounds 2..R-1 are measured)")
     p.add_argument("--round-seconds", type=int, default=120, help="each round's deadline (rounds close early)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per federation size; the table shows the median "
+                                                          "run and the range over the runs")
     p.add_argument("--no-write", action="store_true", help="print only; leave docs/ as it is")
     args = p.parse_args(argv)
     if args.rounds < 4:
@@ -108,19 +114,31 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     cases = []
     for n in args.nodes:
-        with console.status(f"{n} nodes, {args.rounds} rounds…"):
-            cases.append(run_case(n, args.rounds, args.round_seconds, console))
-        c = cases[-1]
-        console.print(f"{n} nodes: non-training {c['median_non_training']:.2f} s per round (period "
-                      f"{c['median_period']:.2f} s, training {c['median_training']:.2f} s), launch to first "
-                      f"training {c['launch_to_first_training']} s, expired rounds {c['expired_rounds'] or 'none'}")
+        runs = []
+        for k in range(args.repeat):
+            with console.status(f"{n} nodes, {args.rounds} rounds, run {k + 1}/{args.repeat}…"):
+                runs.append(run_case(n, args.rounds, args.round_seconds, console))
+            c = runs[-1]
+            console.print(f"{n} nodes, run {k + 1}: non-training {c['median_non_training']:.2f} s per round (period "
+                          f"{c['median_period']:.2f} s, training {c['median_training']:.2f} s), launch to first "
+                          f"training {c['launch_to_first_training']} s, expired rounds {c['expired_rounds'] or 'none'}")
+        runs.sort(key=lambda r: r["median_non_training"])
+        median = dict(runs[len(runs) // 2])
+        median["runs"] = runs
+        median["non_training_range"] = [runs[0]["median_non_training"], runs[-1]["median_non_training"]]
+        firsts = sorted(r["launch_to_first_training"] for r in runs if r["launch_to_first_training"] is not None)
+        median["launch_to_first_training"] = firsts[len(firsts) // 2] if firsts else None
+        median["launch_range"] = [firsts[0], firsts[-1]] if firsts else None
+        median["expired_rounds"] = sorted({x for r in runs for x in r["expired_rounds"]})
+        cases.append(median)
     t = Table(title="round latency")
-    for col in ("nodes", "round period (s)", "training (s)", "non-training (s)", "launch → first training (s)",
-                "expired rounds"):
+    for col in ("nodes", "round period (s)", "training (s)", "non-training (s)", "range", "launch → first (s)",
+                "range", "expired"):
         t.add_column(col, justify="right")
     for c in cases:
         t.add_row(str(c["nodes"]), f"{c['median_period']:.2f}", f"{c['median_training']:.2f}",
-                  f"{c['median_non_training']:.2f}", f"{c['launch_to_first_training']}",
+                  f"{c['median_non_training']:.2f}", _range(c["non_training_range"]),
+                  f"{c['launch_to_first_training']}", _range(c["launch_range"]),
                   ", ".join(map(str, c["expired_rounds"])) or "none")
     console.print(t)
     if args.no_write:
@@ -134,20 +152,25 @@ def main(argv: list[str] | None = None) -> int:
         "# Round latency: non-training time per round, launch to first training",
         "",
         f"Measured with `python scripts/bench_latency.py --nodes {' '.join(map(str, args.nodes))} --rounds "
-        f"{args.rounds}` (`make bench-latency`) on {machine}. Each case is one `fedchain demo --no-compare "
+        f"{args.rounds} --repeat {args.repeat}` (`make bench-latency`) on {machine}. Each case is one `fedchain demo --no-compare "
         f"--min-updates N` (anvil with a block a second, the aggregator's uvicorn and N node processes, all on "
         "this machine; options-iv). The round period is from the round loop's start of a round to its start "
         "of the next; training is the slowest node's logged training time in that round; non-training is "
         "the period less the training; medians over rounds 2..R-1. Launch to first training: from starting "
         "the demo to the first node starting round 1's training (the nodes' start-up, anvil, the deployment "
-        "and the API included). The script's docstring has the definitions.",
+        "and the API included). Each size is run several times (the machine is shared, and runs of one "
+        "build differ): the row is the run with the median non-training time, with the range over the "
+        "runs beside it; launch to first training is the median of the runs. The script's docstring has "
+        "the definitions.",
         "",
-        "| nodes | round period (s) | training (s) | non-training (s) | launch → first training (s) | expired rounds |",
-        "|---|---|---|---|---|---|",
+        "| nodes | round period (s) | training (s) | non-training (s) | range over runs | launch → first training (s) "
+        "| range over runs | rounds expired (any run) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in cases:
         lines.append(f"| {c['nodes']} | {c['median_period']:.2f} | {c['median_training']:.2f} | "
-                     f"{c['median_non_training']:.2f} | {c['launch_to_first_training']} | "
+                     f"{c['median_non_training']:.2f} | {_range(c['non_training_range'])} | "
+                     f"{c['launch_to_first_training']} | {_range(c['launch_range'])} | "
                      f"{', '.join(map(str, c['expired_rounds'])) or 'none'} |")
     lines += ["", "Per-round figures: docs/data/bench-latency.json.", ""]
     keep = DOC.read_text().split("<!-- reading -->", 1)[1] if DOC.exists() and "<!-- reading -->" in DOC.read_text() else ""
