@@ -43,15 +43,13 @@ def warm_up(task: Any, *, shard: int = 0, num_shards: int = 1, seed: int = 0) ->
     the parent to restore once it has forked them."""
     import torch
 
-    import node.participant  # noqa: F401 - the imports are the point
-    import node.watch  # noqa: F401
+    import node.watch  # noqa: F401 - the imports are the point
+    from node.participant import train_throwaway
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     params = task.default_params()
-    training = task.default_training()
-    task.train(task.build_model(params, 0), task.node_data(shard, num_shards, seed, params), epochs=1,
-               batch_size=int(training.get("batch_size", 64)), lr=float(training.get("lr", 1e-3)), seed=0)
+    train_throwaway(task, params, task.node_data(shard, num_shards, seed, params))
     return before
 
 

@@ -41,6 +41,14 @@ from fedchain.tasks import load_task
 from node.args import build_parser
 
 
+def train_throwaway(task: Any, params: dict[str, Any], data: Any) -> None:
+    """Train a fresh model one epoch on ``data`` and drop it: torch's first-use costs (lazy imports,
+    the optimiser, kernels; about a CPU-second) are then paid, and the next training is fast."""
+    training = task.default_training()
+    task.train(task.build_model(params, 0), data, epochs=1, batch_size=int(training.get("batch_size", 64)),
+               lr=float(training.get("lr", 1e-3)), seed=0)
+
+
 class Participant:
     def __init__(self, *, chain: ChainClient, api: ApiClient, task_spec: str, shard: int, num_shards: int,
                  data_seed: int, data_file: Path | None, console: Console, poll: float = 0.5,
@@ -115,9 +123,7 @@ class Participant:
         params = self.task.default_params()
         data = self.data(params)
         if self.dp is None:
-            training = self.task.default_training()
-            self.task.train(self.task.build_model(params, 0), data, epochs=1,
-                            batch_size=int(training.get("batch_size", 64)), lr=float(training.get("lr", 1e-3)), seed=0)
+            train_throwaway(self.task, params, data)
 
     def signal_ready(self, path: Path | None) -> None:
         """Write ``path`` (JSON: address, pid, time) once this node can train: a launcher such as

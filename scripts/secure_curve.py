@@ -84,24 +84,13 @@ def _delta(trained: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[
 
 
 def shortcut_total(deltas: list[dict[str, np.ndarray]], secrets: list[bytes], weights: list[float], secure: Any) -> dict[str, np.ndarray]:
-    """What unmasking recovers: Σ_u quantise(clip(Δ_u) w_u) + noise_u modulo 2^M, with the node
-    pipeline's own functions and HKDF labels (``fedchain.secure.pipeline.node_masked_update``)."""
-    from fedchain.codec import quantize, sum_fixed
-    from fedchain.privacy.clipping import clip_l2
-    from fedchain.privacy.noise import add_noise, node_noise
-    from fedchain.secure import PROTOCOL
-    from fedchain.secure.keys import hkdf
+    """What unmasking recovers: Σ_u quantise(clip(Δ_u) w_u) + noise_u modulo 2^M, each node's term
+    from the node pipeline's own function (``fedchain.secure.pipeline.noised_residues``)."""
+    from fedchain.codec import sum_fixed
+    from fedchain.secure.pipeline import noised_residues
 
-    parts = []
-    for delta, secret, w in zip(deltas, secrets, weights):
-        clipped, _ = clip_l2(delta, secure.fixed.clip)
-        if w != 1.0:
-            clipped = {k: v * w for k, v in clipped.items()}
-        q = quantize(clipped, secure.fixed, hkdf(secret, PROTOCOL + b"/rounding", 32))
-        if secure.noise is not None:
-            spec = {k: tuple(v.shape) for k, v in q.items()}
-            q = add_noise(q, node_noise(spec, secure.noise, hkdf(secret, PROTOCOL + b"/noise", 32)), secure.fixed)
-        parts.append(q)
+    parts = [noised_residues(delta, secure=secure, secret=secret, weight=w)
+             for delta, secret, w in zip(deltas, secrets, weights)]
     return sum_fixed(parts, secure.fixed)
 
 

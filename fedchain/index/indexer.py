@@ -493,13 +493,11 @@ class Indexer:
                     moved = True
                     now = None if st is None else (st.last_block, st.last_block_hash)
                 else:
-                    batch = 0
                     applied_events: list[EventRecord] = []
                     for ev in events:
                         if ev.block_number < start or ev.block_number > end:
                             continue
                         if self._apply(s, ev, gas):
-                            batch += 1
                             applied_events.append(ev)
                     st.last_block = end
                     st.last_block_hash = end_hash
@@ -515,10 +513,10 @@ class Indexer:
                 last, last_hash = now
                 start = last + 1
                 continue
-            applied += batch
+            applied += len(applied_events)
             last, last_hash = end, end_hash
             start = end + 1
-            if batch:
+            if applied_events:
                 self._notify(applied_events)
         self._merge_reports()
         return applied

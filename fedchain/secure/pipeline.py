@@ -95,6 +95,21 @@ def node_keys(private_key: bytes, me: str, selected: Sequence[str], public_keys:
     return out
 
 
+def noised_residues(delta: Mapping[str, Any], *, secure: SecureConfig, secret: bytes,
+                    weight: float = 1.0) -> dict[str, np.ndarray]:
+    """A node's input to the masked sum before masking: ``delta`` clipped to C, scaled by
+    ``weight``, quantised with stochastic rounding and with the node's noise share added, its
+    randomness from ``secret`` (HKDF labels ``/rounding`` and ``/noise``)."""
+    clipped, _ = clip_l2(delta, secure.fixed.clip)
+    if weight != 1.0:
+        clipped = {k: v * weight for k, v in clipped.items()}
+    residues = quantize(clipped, secure.fixed, hkdf(secret, PROTOCOL + b"/rounding", 32))
+    if secure.noise is not None:
+        spec = {k: tuple(v.shape) for k, v in residues.items()}
+        residues = add_noise(residues, node_noise(spec, secure.noise, hkdf(secret, PROTOCOL + b"/noise", 32)), secure.fixed)
+    return residues
+
+
 def node_masked_update(
     delta: Mapping[str, Any],
     *,
@@ -122,13 +137,7 @@ def node_masked_update(
     if not isinstance(secret, (bytes, bytearray)) or len(secret) < 32:
         raise SecAggError("the node's round secret is at least 32 bytes", reason="malformed")
     secret = bytes(secret)
-    clipped, _ = clip_l2(delta, secure.fixed.clip)
-    if weight != 1.0:
-        clipped = {k: v * weight for k, v in clipped.items()}
-    residues = quantize(clipped, secure.fixed, hkdf(secret, PROTOCOL + b"/rounding", 32))
-    if secure.noise is not None:
-        spec = {k: tuple(v.shape) for k, v in residues.items()}
-        residues = add_noise(residues, node_noise(spec, secure.noise, hkdf(secret, PROTOCOL + b"/noise", 32)), secure.fixed)
+    residues = noised_residues(delta, secure=secure, secret=secret, weight=weight)
     keys = node_keys(private_key, me, s, public_keys, ctx)
     pair_seeds = {peer: k.mask_seed for peer, k in keys.items() if peer != me}
     self_seed = hkdf(secret, PROTOCOL + b"/self-mask", 32)
