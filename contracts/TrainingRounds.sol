@@ -14,8 +14,9 @@ import {ITrainingRounds} from "./interfaces/ITrainingRounds.sol";
  * Storage layout, chosen for the gas of a commitment (see docs/gas.md):
  *
  * - `_rounds[roundId]`: slot 0 packs everything a commitment reads or writes (deadline, status,
- *   counters, quorum, sample cap, relay cut-off, sampled and secure flags); slot 1 the rest of
- *   the scalars; then one slot per hash, the accumulator and (sampled rounds only) the seed; then
+ *   commitment counter, close window, quorum, sample cap, relay cut-off, sampled and secure
+ *   flags); slot 1 the rest of the scalars (the eligible count among them: only closing a round
+ *   before its deadline reads it); then one slot per hash, the accumulator and (sampled rounds only) the seed; then
  *   (secure rounds only) one slot for the unmask phase's scalars and one for its accumulator.
  *   The base model is not stored: it is the model of round `baseRoundId` (or the genesis model
  *   when 0). A transparent round never reads or writes the secure slots.
@@ -56,7 +57,7 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         RoundStatus status;
         bool sampled;
         uint32 commitCount;
-        uint32 eligibleCount;
+        uint32 closeWindow;
         uint32 minUpdates;
         uint64 maxSamples;
         uint32 relayCutoff;
@@ -67,6 +68,7 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         uint32 baseRoundId;
         uint32 acceptedCount;
         uint64 selectionRate;
+        uint32 eligibleCount;
         // one slot each
         bytes32 configHash;
         bytes32 globalModelHash;
@@ -139,6 +141,10 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
             revert InvalidDeadline(params.deadline);
         }
         if (configHash == bytes32(0)) revert ZeroHash();
+        uint32 closeWindow = params.closeWindow;
+        if (closeWindow != 0 && closeWindow <= params.relayCutoff) {
+            revert InvalidCloseWindow(closeWindow, params.relayCutoff);
+        }
         uint32 threshold = params.threshold;
         uint40 unmaskDeadline = _unmaskDeadline(params, threshold);
         // Active nodes all joined before this round: they are its eligible set.
@@ -265,8 +271,12 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         }
         if (committed != 0) {
             round.accumulator = acc;
+            uint32 before = round.commitCount;
             // At most one commitment per active node, and nodes are counted in 64 bits.
-            round.commitCount += SafeCast.toUint32(committed);
+            uint32 count = before + SafeCast.toUint32(committed);
+            round.commitCount = count;
+            uint32 minUpdates = round.minUpdates;
+            if (before < minUpdates && count >= minUpdates) _bringDeadlineForward(round, roundId);
         }
     }
 
@@ -306,9 +316,11 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
 
         _nodes[msg.sender].lastCommittedRound = uint32(roundId);
         round.accumulator = _fold(round.accumulator, msg.sender, updateHash, numSamples);
-        ++round.commitCount;
+        uint32 count = round.commitCount + 1;
+        round.commitCount = count;
 
         emit UpdateSubmitted(roundId, msg.sender, updateHash, numSamples);
+        if (count == round.minUpdates) _bringDeadlineForward(round, roundId);
     }
 
     /// @inheritdoc ITrainingRounds
@@ -378,6 +390,7 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
             maxSamples: round.maxSamples,
             selectionRate: round.selectionRate,
             relayCutoff: round.relayCutoff,
+            closeWindow: round.closeWindow,
             status: round.status
         });
     }
@@ -536,6 +549,7 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         round.openedAt = SafeCast.toUint40(block.number);
         round.baseRoundId = _lastFinalizedRoundId;
         round.selectionRate = params.selectionRate;
+        round.closeWindow = params.closeWindow;
         round.configHash = configHash;
         // Non-zero from the start, so that the first commitment does not pay for a new slot.
         round.accumulator = _initialAccumulator(id);
@@ -558,6 +572,19 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
         uint64 end = params.deadline + window;
         if (window == 0 || end > type(uint40).max) revert InvalidUnmaskWindow(window);
         return uint40(end);
+    }
+
+    /// @dev The round just reached `minUpdates` commitments: with a close window, its deadline
+    /// becomes `min(deadline, now + closeWindow)`. Everything it reads and writes is in slot 0.
+    /// No overflow: `block.timestamp <= deadline < 2^40` and `closeWindow < 2^32`.
+    function _bringDeadlineForward(RoundRecord storage round, uint256 roundId) private {
+        uint32 window = round.closeWindow;
+        if (window == 0) return;
+        uint64 closesAt = uint64(block.timestamp) + window;
+        if (closesAt < round.deadline) {
+            round.deadline = uint40(closesAt);
+            emit DeadlineBroughtForward(roundId, closesAt);
+        }
     }
 
     /// @dev Reverts with {CommitPhaseOpen} while round `roundId` may still take commitments: before

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from rich.table import Table
 
 from fedchain.cliutil import (
-    HelpFormatter, add_secure_arguments, api_help, non_negative_float, non_negative_int, positive_float, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
+    HelpFormatter, add_close_window_argument, add_secure_arguments, api_help, non_negative_float, non_negative_int, positive_float, positive_int, resolve_api_url, resolve_rpc_url, rpc_help,
 )
 from fedchain.errors import ConfigError, FedchainError
 from fedchain.settings import REPO_ROOT, Settings
@@ -511,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--relay-cutoff", type=int, default=5,
                    help="seconds before the deadline after which relayed batches stop, so left-out nodes can "
                         "still commit directly")
+    add_close_window_argument(g)
     g.add_argument("--public-updates", action="store_true",
                    help="after a round closes, serve its update blobs to anyone (default: members and auditors)")
     g.add_argument("--censor", nargs="*", default=[], metavar="ADDRESS",
@@ -582,6 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--workdir", type=Path, default=REPO_ROOT / ".fedchain" / "demo",
                    help="logs, deployment and aggregator data (emptied first; one demo per folder)")
     m.add_argument("--strategy", default="fedavg", help="the aggregator's merge rule (docs/strategies.md)")
+    m.add_argument("--relay-cutoff", type=non_negative_int, default=5, metavar="SECONDS",
+                   help="seconds before the deadline after which relayed commitments stop (the demo's nodes "
+                        "commit directly)")
+    add_close_window_argument(m)
     add_secure_arguments(m, noise_default=0.002)
     m.add_argument("--crash-at", action="append", default=[], metavar="NODE=STAGE@ROUND",
                    help="make node NODE (1..N) crash at STAGE of round ROUND, to see a dropout (repeatable); STAGE: "

@@ -36,6 +36,8 @@ from fedchain.settings import REPO_ROOT, Settings
 #: The `--mode secure` options the demo hands to the aggregator (fedchain.cliutil.add_secure_arguments).
 SECURE_OPTIONS = ("mode", "clip", "scale_bits", "modulus_bits", "threshold", "noise_multiplier", "colluders",
                   "privacy_budget", "privacy_delta", "unmask_window", "unmask_linger")
+#: The commit-phase options the demo hands to the aggregator.
+ROUND_OPTIONS = ("relay_cutoff", "close_window")
 
 
 def node_command(*, rpc_url: str, api_url: str, dev_index: int, shard: int, num_shards: int, task: str,
@@ -222,7 +224,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
         agg_args = argparse.Namespace(task=args.task, strategy=strategy, strategy_params=strategy_params,
                                       strategy_param=list(getattr(args, "strategy_param", None) or []),
                                       seed=args.seed, model_seed=args.seed,
-                                      **{k: getattr(args, k) for k in SECURE_OPTIONS if hasattr(args, k)})
+                                      **{k: getattr(args, k) for k in SECURE_OPTIONS + ROUND_OPTIONS
+                                         if hasattr(args, k)})
         agg, task = build_aggregator(agg_args, settings, chain, store, api, log=lambda m: None)
         _check_strategy(agg, strategy, strategy_params)
         summaries: list[Any] = []
@@ -329,6 +332,10 @@ def check_counts(args: argparse.Namespace) -> None:
                           hint="e.g. fedchain demo --nodes 3 --rounds 5")
     if args.min_updates is not None and not 1 <= args.min_updates <= n:
         raise ConfigError(f"--min-updates must be in 1..{n} (the number of nodes), got {args.min_updates}")
+    window, cutoff = int(getattr(args, "close_window", 0) or 0), int(getattr(args, "relay_cutoff", 5))
+    if window and window <= cutoff:
+        raise ConfigError(f"--close-window ({window} s) must exceed --relay-cutoff ({cutoff} s)",
+                          hint=f"e.g. --close-window {window} --relay-cutoff {max(0, window - 1)}")
 
 
 #: How each built-in task's primary metric reads to a person.

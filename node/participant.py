@@ -413,6 +413,8 @@ class Participant:
                     if self._chain(lambda: self.chain.has_committed(rid, self.me), "hasCommitted"):
                         return None
                     time.sleep(self.poll)
+                    # The quorum's close window may bring the deadline, and the cut-off, forward.
+                    info = self._chain(lambda: self.chain.get_round(rid), "getRound")
                 if self._chain(lambda: self.chain.has_committed(rid, self.me), "hasCommitted"):
                     return None
                 self.log(f"[yellow]round {rid}: the relayed commitment is not on-chain by the cut-off; "

@@ -40,13 +40,20 @@ DOC = REPO / "docs" / "benchmarks-rounds.md"
 DATA = REPO / "docs" / "data" / "bench-rounds.json"
 
 
+#: --cases: (mode, crash stage) of each.
+CASES = {"transparent": ("transparent", None), "secure": ("secure", None),
+         "after-commit": ("secure", "after-commit"), "after-upload": ("secure", "after-upload")}
+
+
 def run_case(nodes: int, rounds: int, mode: str, crash: str | None, round_seconds: int, unmask_window: int,
-             console: Console, from_round: int = 3, crash_round: int = 5) -> dict:
+             console: Console, from_round: int = 3, crash_round: int = 5, close_window: int = 0,
+             relay_cutoff: int = 5) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-rounds-") as tmp:
         out = Path(tmp) / "summary.json"
         cmd = [sys.executable, "-m", "fedchain.cli", "demo", "--nodes", str(nodes), "--rounds", str(rounds),
                "--no-compare", "--json", str(out), "--workdir", str(Path(tmp) / "demo"), "--mode", mode,
-               "--round-seconds", str(round_seconds), "--min-updates", str(nodes // 2 + 1)]
+               "--round-seconds", str(round_seconds), "--min-updates", str(nodes // 2 + 1),
+               "--close-window", str(close_window), "--relay-cutoff", str(relay_cutoff)]
         if mode == "secure":
             cmd += ["--noise-multiplier", "0", "--unmask-window", str(unmask_window)]
         if crash:
@@ -66,6 +73,7 @@ def run_case(nodes: int, rounds: int, mode: str, crash: str | None, round_second
         figure, before = seconds[crash_round - 1], seconds[crash_round - 2]
     return {"nodes": nodes, "mode": mode, "dropout": crash, "round_seconds": seconds, "statuses": statuses,
             "median_seconds": figure, "round_before": before, "deadline": round_seconds,
+            "close_window": close_window,
             "total_seconds": round(time.monotonic() - started, 1), "accepted": [r["accepted"] for r in summary["rounds"]]}
 
 
@@ -82,25 +90,35 @@ def main(argv: list[str] | None = None) -> int:
                    help="the deadline of the drop-before-committing case (the time such a round waits)")
     p.add_argument("--unmask-window", type=int, default=10, help="secure rounds' unmask window")
     p.add_argument("--no-dropouts", action="store_true", help="skip the two dropout cases")
+    p.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), help="the cases to run")
+    p.add_argument("--close-window", type=int, default=0,
+                   help="the demo's --close-window: with it, the drop-before-committing case keeps the normal "
+                        "deadline and the quorum's commitment brings it forward (0: that case runs with "
+                        "--dropout-deadline instead)")
+    p.add_argument("--relay-cutoff", type=int, default=5, help="the demo's --relay-cutoff (below --close-window)")
+    p.add_argument("--out", type=Path, default=DATA, help="where the per-round figures go (JSON)")
+    p.add_argument("--no-doc", action="store_true", help=f"do not rewrite {DOC.relative_to(REPO)}")
     args = p.parse_args(argv)
     console = Console()
     results = []
     for n in args.nodes:
-        cases = [("transparent", None), ("secure", None)]
-        if not args.no_dropouts:
-            cases += [("secure", "after-commit"), ("secure", "after-upload")]
+        cases = [CASES[c] for c in args.cases if not (args.no_dropouts and CASES[c][1])]
         for mode, crash in cases:
             console.print(f"[bold]{n} nodes, {mode}" + (f", 3 crash {crash} in round 2" if crash else "") + "[/]")
-            deadline = args.dropout_deadline if crash == "after-upload" else args.round_seconds
+            short = crash == "after-upload" and not args.close_window
+            deadline = args.dropout_deadline if short else args.round_seconds
             r = run_case(n, args.rounds, mode, crash, deadline, args.unmask_window, console,
-                         from_round=args.from_round, crash_round=args.crash_round)
+                         from_round=args.from_round, crash_round=args.crash_round, close_window=args.close_window,
+                         relay_cutoff=args.relay_cutoff)
             console.print(f"  rounds {r['round_seconds']} s ({r['statuses']}), median {r['median_seconds']:.2f} s")
             results.append(r)
-    DATA.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     command = "python scripts/bench_rounds.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    DATA.write_text(json.dumps({"command": command.strip(), "round_seconds": args.round_seconds,
-                                "unmask_window": args.unmask_window, "results": results}, indent=2))
-    write_doc(results, args, command.strip())
+    args.out.write_text(json.dumps({"command": command.strip(), "round_seconds": args.round_seconds,
+                                    "unmask_window": args.unmask_window, "close_window": args.close_window,
+                                    "results": results}, indent=2))
+    if not args.no_doc:
+        write_doc(results, args, command.strip())
     t = Table(title="round wall time")
     for col in ("nodes", "case", "round (s)", "vs transparent", "vs the round before"):
         t.add_column(col)
@@ -114,7 +132,9 @@ def table_rows(results: list[dict]) -> list[tuple[str, ...]]:
     base = {r["nodes"]: r["median_seconds"] for r in results if r["mode"] == "transparent"}
     rows = []
     for r in results:
-        case = r["mode"] + (f", 3 of {r['nodes']} crash {r['dropout']} (deadline {r['deadline']} s)" if r["dropout"] else "")
+        window = f", close window {r['close_window']} s" if r.get("close_window") else ""
+        case = r["mode"] + (f", 3 of {r['nodes']} crash {r['dropout']} (deadline {r['deadline']} s{window})"
+                            if r["dropout"] else "")
         ratio = r["median_seconds"] / base[r["nodes"]] if base.get(r["nodes"]) else float("nan")
         vs_before = f"{r['median_seconds'] / r['round_before']:.2f}x" if r.get("round_before") else "-"
         rows.append((str(r["nodes"]), case, f"{r['median_seconds']:.2f}", f"{ratio:.2f}x", vs_before))

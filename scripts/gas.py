@@ -58,9 +58,10 @@ def signed_unmask(rounds, key, rid, unmask_hash) -> tuple:
     return (unmask_hash, "0x" + sig.r.to_bytes(32, "big").hex(), "0x" + vs.to_bytes(32, "big").hex())
 
 
-def params(deadline: int, min_updates: int = 1, threshold: int = 0) -> tuple:
+def params(deadline: int, min_updates: int = 1, threshold: int = 0, close_window: int = 0) -> tuple:
     """RoundParams: transparent, or secure with ``threshold`` and an UNMASK_WINDOW."""
-    return (deadline, min_updates, MAX_SAMPLES, 0, RELAY_CUTOFF, threshold, UNMASK_WINDOW if threshold else 0)
+    return (deadline, min_updates, MAX_SAMPLES, 0, RELAY_CUTOFF, threshold, UNMASK_WINDOW if threshold else 0,
+            close_window)
 
 
 def run_round(rounds, aggregator, nodes, keys, base, number, *, finalize=True, threshold=0):
@@ -160,7 +161,7 @@ def main() -> dict[str, int]:
     # A sampled round stores its seed too.
     chain.sleep(ROUND_SECONDS + GRACE + 1)
     chain.mine()
-    tx7 = rounds.openRound(model, h("config", 7), (chain.time() + ROUND_SECONDS, 1, MAX_SAMPLES, 2**63, 0, 0, 0),
+    tx7 = rounds.openRound(model, h("config", 7), (chain.time() + ROUND_SECONDS, 1, MAX_SAMPLES, 2**63, 0, 0, 0, 0),
                            {"from": aggregator})
     notes.append(("openRound of a sampled round, expiring the previous one", tx7.gas_used))
 
@@ -201,6 +202,14 @@ def main() -> dict[str, int]:
     notes.append(("expireRound of a secure round (after unmaskDeadline + grace)",
                   rounds.expireRound(rid10, {"from": accounts[9]}).gas_used))
 
+    # Round 11: a close window; the commitment that reaches the quorum (3) brings the deadline forward.
+    rid11 = rounds.openRound(model, h("config", 11), params(chain.time() + ROUND_SECONDS, 3, close_window=RELAY_CUTOFF + 60),
+                             {"from": aggregator}).return_value
+    c11 = [rounds.submitUpdate(rid11, h(f"update{n}", 11), 1000 + n, {"from": node}) for n, node in enumerate(nodes[:4])]
+    assert "DeadlineBroughtForward" in c11[2].events and "DeadlineBroughtForward" not in c11[3].events
+    gas["submitUpdate_quorum_close"] = c11[2].gas_used
+    notes.append(("submitUpdate below the quorum in a round with a close window", c11[1].gas_used))
+
     print("\nOther cases (gasUsed):")
     for label, value in notes:
         print(f"  {value:>7,}  {label}")
@@ -208,7 +217,7 @@ def main() -> dict[str, int]:
     for name in gas:
         print(f"  {gas[name]:>9,}  {name}")
     order = ["admitNode", "removeNode", "register", "updateNode", "setOpenRegistration", "setGenesisModel",
-             "openRound", "submitUpdate", f"submitBatch_{BATCH}", f"submitBatch_per_node_{BATCH}", "finalizeRound",
+             "openRound", "submitUpdate", "submitUpdate_quorum_close", f"submitBatch_{BATCH}", f"submitBatch_per_node_{BATCH}", "finalizeRound",
              "expireRound", "openRound_secure", "sealCommitments_0", "sealCommitments_3", "submitUnmask",
              f"submitUnmaskBatch_{UNMASK_BATCH}", f"submitUnmaskBatch_per_node_{UNMASK_BATCH}", "finalizeRound_secure",
              "deploy"]

@@ -18,7 +18,10 @@ pragma solidity 0.8.28;
  *    and its sample count (at most the round's `maxSamples`): directly with {submitUpdate}, or
  *    as an EIP-712 `Commitment` that anyone (normally the aggregator) relays in a {submitBatch}.
  *    Relays stop `relayCutoff` seconds before the deadline, so a node that a relayer left out
- *    can still commit itself. A commitment is folded into the round's accumulator
+ *    can still commit itself. If the round has a `closeWindow`, the commitment that brings the
+ *    count to `minUpdates` brings the deadline forward to at most `closeWindow` seconds after its
+ *    block ({DeadlineBroughtForward}): a round with enough commitments does not wait the whole
+ *    deadline for nodes that dropped out, and the rest still have the window. A commitment is folded into the round's accumulator
  *    `acc = keccak256(abi.encode(acc, node, updateHash, numSamples))`; the list itself is in the
  *    {UpdateSubmitted} events, and {checkCommitments} tells whether a claimed list is the one.
  *    In a secure round (`threshold != 0`) the committed update is masked (double masking,
@@ -85,7 +88,12 @@ interface ITrainingRounds {
      *        unsampled round at most the eligible count.
      * @param unmaskWindow Secure rounds: seconds after the deadline until which unmasking posts are
      *        accepted (`unmaskDeadline = deadline + unmaskWindow`, >= 1, below 2^40). Transparent
-     *        rounds: 0.
+     *        rounds: 0. Computed from the deadline given here: bringing the deadline forward (see
+     *        `closeWindow`) does not shorten the unmask phase.
+     * @param closeWindow 0: commitments are accepted until `deadline`. Otherwise the commitment
+     *        that brings the count to `minUpdates` sets the deadline to
+     *        `min(deadline, block.timestamp + closeWindow)` ({DeadlineBroughtForward}). Must
+     *        exceed `relayCutoff`, so relays and the direct path both stay open after it.
      */
     struct RoundParams {
         uint64 deadline;
@@ -95,6 +103,7 @@ interface ITrainingRounds {
         uint32 relayCutoff;
         uint32 threshold;
         uint32 unmaskWindow;
+        uint32 closeWindow;
     }
 
     /**
@@ -105,7 +114,8 @@ interface ITrainingRounds {
      * @param reportHash Hash of the round report (accepted/rejected updates and why); zero unless finalized.
      * @param accumulator The fold of every commitment so far (see {foldCommitment}).
      * @param seed The selection seed (`keccak256(abi.encode(block.prevrandao, roundId))` at opening); zero if not sampled.
-     * @param deadline Unix time (seconds) of the last block in which commitments are accepted.
+     * @param deadline Unix time (seconds) of the last block in which commitments are accepted
+     *        (earlier than the deadline given at opening once {DeadlineBroughtForward} was emitted).
      * @param openedAt Block number in which the round was opened.
      * @param closedAt Block number in which the round was finalized or expired; 0 while open.
      * @param minUpdates Quorum: the least number of accepted updates to finalize.
@@ -115,6 +125,7 @@ interface ITrainingRounds {
      * @param maxSamples The largest sample count a commitment may declare.
      * @param selectionRate See {RoundParams}; 0 when every eligible node takes part.
      * @param relayCutoff See {RoundParams}.
+     * @param closeWindow See {RoundParams}.
      * @param status The round's state.
      */
     struct Round {
@@ -134,6 +145,7 @@ interface ITrainingRounds {
         uint64 maxSamples;
         uint64 selectionRate;
         uint32 relayCutoff;
+        uint32 closeWindow;
         RoundStatus status;
     }
 
@@ -260,6 +272,10 @@ interface ITrainingRounds {
     /// @notice Round `roundId` can be expired only once the block timestamp is past `expiresAt`.
     error ExpiryNotReached(uint256 roundId, uint64 expiresAt);
 
+    /// @notice {openRound} was given a non-zero `closeWindow` that does not exceed `relayCutoff`:
+    /// bringing the deadline forward would close the relay at once.
+    error InvalidCloseWindow(uint32 closeWindow, uint32 relayCutoff);
+
     /// @notice The constructor was given a grace period above {MAX_GRACE_PERIOD}.
     error InvalidGracePeriod(uint64 gracePeriod);
 
@@ -320,6 +336,10 @@ interface ITrainingRounds {
     /// @notice `node` committed to the update `updateHash`, trained on `numSamples` samples, in round `roundId`.
     event UpdateSubmitted(uint256 indexed roundId, address indexed node, bytes32 updateHash, uint64 numSamples);
 
+    /// @notice Round `roundId` reached its quorum of commitments, and its `closeWindow` brought its
+    /// deadline forward to `deadline`: commitments are accepted until then.
+    event DeadlineBroughtForward(uint256 indexed roundId, uint64 deadline);
+
     /// @notice {submitBatch} skipped a commitment signed by `node` (zero if unrecoverable) for `reason`.
     event CommitmentSkipped(uint256 indexed roundId, address indexed node, SkipReason reason);
 
@@ -375,6 +395,7 @@ interface ITrainingRounds {
      * - `minUpdates >= 1`, `maxSamples >= 1`, `block.timestamp < deadline < 2^40`;
      * - transparent rounds (`threshold == 0`): `unmaskWindow == 0`; secure rounds:
      *   `unmaskWindow >= 1` and `deadline + unmaskWindow < 2^40` ({InvalidUnmaskWindow});
+     * - `closeWindow == 0` or `closeWindow > relayCutoff` ({InvalidCloseWindow});
      * - unsampled rounds: at least `minUpdates` active nodes ({QuorumUnreachable}), and for a
      *   secure round at least `threshold` ({InvalidThreshold});
      * - the current round, if any, is finalized or expired; if it is still open but
@@ -393,7 +414,8 @@ interface ITrainingRounds {
      * @notice Commits the caller's update to round `roundId`. The caller pays the gas.
      * @dev Requirements: round `roundId` is open; `block.timestamp <= deadline`; the caller is
      * eligible ({isEligible}); it has not committed in this round; `updateHash` is not zero;
-     * `1 <= numSamples <= maxSamples`. Emits {UpdateSubmitted}.
+     * `1 <= numSamples <= maxSamples`. Emits {UpdateSubmitted}, and {DeadlineBroughtForward} if
+     * this commitment is the round's `minUpdates`-th and its `closeWindow` ends before the deadline.
      * @param updateHash The commitment to the update blob (a SHA-256 Merkle root, see the protocol).
      * @param numSamples The number of local samples the update was trained on (its FedAvg weight).
      */
@@ -405,7 +427,8 @@ interface ITrainingRounds {
      * @dev Requirements: round `roundId` is open and `block.timestamp <= deadline - relayCutoff`
      * ({RelayClosed}). Each entry whose signer could not commit directly (see {submitUpdate}) is
      * skipped with {CommitmentSkipped} instead of reverting, so no node can sink a batch. The
-     * others emit {UpdateSubmitted} exactly as a direct commitment does.
+     * others emit {UpdateSubmitted} exactly as a direct commitment does; if the batch takes the
+     * count to `minUpdates` or past it, the `closeWindow` runs from this block, as for {submitUpdate}.
      * @return committed How many entries were committed.
      */
     function submitBatch(uint256 roundId, SignedCommitment[] calldata commitments) external returns (uint256 committed);

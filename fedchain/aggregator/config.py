@@ -14,6 +14,9 @@ live here. Version 2 layout::
      "relay": {"cutoff_seconds": 5},
      "blobs": {"updates": "members"}}
 
+``"close_window"`` (seconds, present only when not 0, also on-chain): once ``min_updates`` nodes
+have committed, the contract brings the deadline forward to at most that many seconds later.
+
 A stateful strategy (a server optimiser) adds ``strategy.state_hash``: the state blob the last
 finalized round's report names (absent in its first round), so the state a round starts from is
 committed on-chain like everything else. ``training.lr`` may follow a schedule; the aggregator
@@ -62,6 +65,7 @@ class RoundRules:
     secure: Any = None  # SecureConfig in secure mode
     unmask_window: int = 0
     privacy: Mapping[str, Any] | None = None
+    close_window: int = 0
 
     @property
     def is_secure(self) -> bool:
@@ -114,7 +118,7 @@ class RoundRules:
             privacy = config.get("privacy") or {}
             if not isinstance(privacy, Mapping):
                 raise fail("privacy must be an object")
-        return cls(
+        rules = cls(
             mode=mode, secure=secure, unmask_window=unmask_window, privacy=privacy,
             max_update_bytes=integer(limits.get("max_update_bytes", DEFAULT_MAX_UPDATE_BYTES),
                                      "limits.max_update_bytes", 1, 2**40),
@@ -124,7 +128,12 @@ class RoundRules:
             selection_rate=integer(config.get("selection_rate", 0), "selection_rate", 0, 2**64 - 1),
             update_access=access,
             strategy=strategy,
+            close_window=integer(config.get("close_window", 0), "close_window", 0, 2**32 - 1),
         )
+        if rules.close_window and rules.close_window <= rules.relay_cutoff:
+            raise fail(f"close_window ({rules.close_window} s) must exceed relay.cutoff_seconds "
+                       f"({rules.relay_cutoff} s), or the relay would close as the deadline moves forward")
+        return rules
 
 
 SCHEDULES = ("constant", "cosine", "step")

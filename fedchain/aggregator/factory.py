@@ -23,7 +23,7 @@ def build_aggregator(args: argparse.Namespace, s: Settings, chain: Any, store: A
         # shard sizes keeps the fixed-point resolution (docs/privacy.md).
         max_samples=getattr(args, "max_samples", None) or (10_000 if getattr(args, "mode", "") == "secure"
                                                            else 1_000_000),
-        relay_cutoff=int(getattr(args, "relay_cutoff", 5)),
+        relay_cutoff=int(getattr(args, "relay_cutoff", 5)), close_window=int(getattr(args, "close_window", 0) or 0),
         update_access="public" if getattr(args, "public_updates", False) else "members",
         lr_schedule=parse_schedule(getattr(args, "lr_schedule", None)),
         secure=secure_settings(args), unmask_window=int(getattr(args, "unmask_window", 15) or 15),

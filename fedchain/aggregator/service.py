@@ -92,7 +92,7 @@ def build_config(
     seed: int, round_id: int, min_updates: int, eval_seed: int, max_samples: int = DEFAULT_MAX_SAMPLES,
     max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES, relay_cutoff: int = 0, selection_rate: int = 0,
     update_access: str = "members", secure: dict[str, Any] | None = None, unmask_window: int = 0,
-    privacy: dict[str, Any] | None = None,
+    privacy: dict[str, Any] | None = None, close_window: int = 0,
 ) -> dict[str, Any]:
     """A version-2 round config; :class:`RoundRules` checks it. ``secure`` (a SecureConfig's
     dict) makes it a secure-mode config, with ``unmask_window`` and ``privacy``."""
@@ -113,6 +113,8 @@ def build_config(
         "relay": {"cutoff_seconds": relay_cutoff},
         "blobs": {"updates": update_access},
     }
+    if close_window:
+        config["close_window"] = close_window
     if secure is not None:
         config["secure"] = secure
         config["unmask_window"] = unmask_window
@@ -142,6 +144,7 @@ class Aggregator:
         max_blob_bytes: int = DEFAULT_MAX_UPDATE_BYTES,
         max_samples: int = DEFAULT_MAX_SAMPLES,
         relay_cutoff: int = 5,
+        close_window: int = 0,
         selection_rate: int = 0,
         update_access: str = "members",
         lr_schedule: dict[str, Any] | None = None,
@@ -173,6 +176,12 @@ class Aggregator:
         self.max_blob_bytes = max_blob_bytes
         self.max_samples = max_samples
         self.relay_cutoff = relay_cutoff
+        self.close_window = int(close_window)
+        if self.close_window and self.close_window <= self.relay_cutoff:
+            raise ConfigError(
+                f"the close window ({self.close_window} s) must exceed the relay cut-off ({self.relay_cutoff} s): "
+                "bringing the deadline forward would otherwise close the relay at once",
+                hint=f"--close-window {self.relay_cutoff + 1} or more, or --close-window 0 (off)")
         self.selection_rate = selection_rate
         self.update_access = update_access
         self.lr_schedule = lr_schedule
@@ -306,7 +315,7 @@ class Aggregator:
             task_spec=self.task_spec, task_params=self.task_params, training=training,
             strategy=strategy, seed=round_seed, round_id=round_id,
             min_updates=min_updates, eval_seed=self.seed, max_samples=self.max_samples,
-            max_update_bytes=self.max_blob_bytes, relay_cutoff=self.relay_cutoff,
+            max_update_bytes=self.max_blob_bytes, relay_cutoff=self.relay_cutoff, close_window=self.close_window,
             selection_rate=self.selection_rate, update_access=self.update_access, **secure_kw,
         )
         config_hash = self.store.put(encode_json(config))
@@ -315,7 +324,8 @@ class Aggregator:
         deadline = int(self.chain.block_timestamp() + round_seconds)
         params = RoundParams(deadline=deadline, min_updates=min_updates, max_samples=rules.max_samples,
                              selection_rate=rules.selection_rate, relay_cutoff=rules.relay_cutoff,
-                             threshold=threshold, unmask_window=rules.unmask_window)
+                             threshold=threshold, unmask_window=rules.unmask_window,
+                             close_window=rules.close_window)
         rid, tx = self.chain.open_round(base, config_hash, params)
         self._event(rid, "open")
         return rid, {"config": config, "open_gas": tx.gas_used}
@@ -517,7 +527,7 @@ class Aggregator:
                 comp = RoundComputation(decisions=decisions, details={
                     "error": f"{len(decisions) - len(exclusions)} valid masked update(s): too few survivors "
                              f"for threshold {rules.secure.threshold} and quorum {info.min_updates}"})
-                return self._expire(rid, info.deadline + rules.unmask_window, comp, gas)
+                return self._expire(rid, view.phase.unmask_deadline, comp, gas)
             self.log(f"round {rid}: commit phase sealed, {len(decisions) - len(exclusions)} survivor(s)"
                      + (f", {len(exclusions)} excluded" if exclusions else ""))
         prev_hash = (rules.privacy or {}).get("state_hash")

@@ -212,7 +212,7 @@ class ChainClient:
             raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
         r = self._call(self.rounds.functions.getRound(int(round_id)), "getRound", block)
         (base, config, model, report, acc, seed, deadline, opened, closed, min_updates, eligible, commits,
-         accepted, max_samples, rate, cutoff, status) = r
+         accepted, max_samples, rate, cutoff, close_window, status) = r
         if int(status) == RoundStatus.NONE:
             raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
         model_h = bytes32_to_hash(model)
@@ -234,6 +234,7 @@ class ChainClient:
             max_samples=int(max_samples),
             selection_rate=int(rate),
             relay_cutoff=int(cutoff),
+            close_window=int(close_window),
             accumulator=bytes32_to_hash(acc),
             seed=bytes32_to_hash(seed),
             block=None if block is None else int(block),

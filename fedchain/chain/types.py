@@ -42,6 +42,9 @@ class RoundParams:
     relay_cutoff: int = 0  # seconds before the deadline after which relayed batches are refused
     threshold: int = 0  # secure rounds: t of the t-of-n unmasking; 0 for a transparent round
     unmask_window: int = 0  # secure rounds: seconds after the deadline for the unmask phase
+    #: 0: commitments until the deadline. Else the minUpdates-th commitment brings the deadline
+    #: forward to at most this many seconds after its block (must exceed relay_cutoff).
+    close_window: int = 0
 
     @property
     def secure(self) -> bool:
@@ -49,7 +52,7 @@ class RoundParams:
 
     def as_tuple(self) -> tuple[int, ...]:
         return (int(self.deadline), int(self.min_updates), int(self.max_samples), int(self.selection_rate),
-                int(self.relay_cutoff), int(self.threshold), int(self.unmask_window))
+                int(self.relay_cutoff), int(self.threshold), int(self.unmask_window), int(self.close_window))
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class RoundInfo:
     max_samples: int = 2**64 - 1
     selection_rate: int = 0
     relay_cutoff: int = 0
+    close_window: int = 0
     accumulator: str = "0x" + "00" * 32
     seed: str = "0x" + "00" * 32
     #: The block the values were read at (None: latest at the time of the read).

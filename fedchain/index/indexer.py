@@ -154,12 +154,14 @@ def round_params(value: Any) -> RoundParams:
         return RoundParams(deadline=int(value["deadline"]), min_updates=int(value["minUpdates"]),
                            max_samples=int(value["maxSamples"]), selection_rate=int(value["selectionRate"]),
                            relay_cutoff=int(value["relayCutoff"]), threshold=int(value.get("threshold", 0)),
-                           unmask_window=int(value.get("unmaskWindow", 0)))
+                           unmask_window=int(value.get("unmaskWindow", 0)),
+                           close_window=int(value.get("closeWindow", 0)))
     values = [int(v) for v in value]
-    # Protocol v2 appended threshold and unmaskWindow (secure rounds); older events have five fields.
-    deadline, min_updates, max_samples, rate, cutoff, threshold, window = (values + [0, 0])[:7]
+    # Protocol v2 appended threshold and unmaskWindow (secure rounds), then closeWindow; older
+    # events have five or seven fields.
+    deadline, min_updates, max_samples, rate, cutoff, threshold, window, close = (values + [0, 0, 0])[:8]
     return RoundParams(deadline=deadline, min_updates=min_updates, max_samples=max_samples, selection_rate=rate,
-                       relay_cutoff=cutoff, threshold=threshold, unmask_window=window)
+                       relay_cutoff=cutoff, threshold=threshold, unmask_window=window, close_window=close)
 
 
 def skip_reason_label(code: int) -> str:
@@ -626,6 +628,13 @@ class Indexer:
             u.block = ev.block_number
             u.tx_hash = _hash(ev.tx_hash)
             u.gas_used = self._gas(ev.tx_hash, gas)
+        elif name == "DeadlineBroughtForward":
+            rid = int(a["roundId"])
+            r = s.get(Round, rid)
+            if r is None:
+                log.warning("DeadlineBroughtForward for round %s before its RoundOpened; skipped", rid)
+                return False
+            r.deadline = int(a["deadline"])
         elif name == "CommitmentSkipped":
             rid = int(a["roundId"])
             if s.get(Round, rid) is None:

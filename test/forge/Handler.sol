@@ -55,6 +55,17 @@ contract Handler is Test {
     mapping(uint256 => uint256) public ghostUnmaskCount;
     /// A post before the seal, by a non-survivor, or a second post by the same node.
     uint256 public unmaskViolations;
+
+    // --- ghosts of the close window (from events only) -------------------------------------------
+    mapping(uint256 => uint64) public ghostOpenDeadline;
+    mapping(uint256 => uint32) public ghostCloseWindow;
+    mapping(uint256 => uint32) public ghostMinUpdates;
+    /// Block time of the commitment that took the count to minUpdates; 0 before.
+    mapping(uint256 => uint64) public ghostQuorumAt;
+    /// The deadline a DeadlineBroughtForward event announced; 0 if none.
+    mapping(uint256 => uint64) public ghostBroughtForward;
+    uint256 public broughtForwardTwice;
+    uint256 public deadlinesBroughtForward;
     /// An exclusion of a non-committer or a repeated one, a second seal, or a seal whose counts
     /// disagree with the events.
     uint256 public sealViolations;
@@ -151,7 +162,9 @@ contract Handler is Test {
         vm.prevrandao(keccak256(abi.encode(seed)));
         uint256 current = rounds.currentRoundId();
         uint256 count = rounds.nodeCount();
-        bool expectOk = !badWindow && (p.selectionRate != 0 || (count >= p.minUpdates && count >= p.threshold));
+        bool badClose = _setCloseWindow(p, seed);
+        bool expectOk = !badWindow && !badClose
+            && (p.selectionRate != 0 || (count >= p.minUpdates && count >= p.threshold));
         if (current != 0) {
             ITrainingRounds.Round memory prev = rounds.getRound(current);
             if (prev.status == ITrainingRounds.RoundStatus.Open && block.timestamp <= _expiresAt(current, prev)) {
@@ -399,6 +412,15 @@ contract Handler is Test {
     }
 
     // --- internal ------------------------------------------------------------------------------
+    /// @dev Half the rounds get a close window (some longer than the round: then the deadline
+    /// stays); 1 in 8 one that does not exceed the relay cut-off, which openRound refuses (returns true).
+    function _setCloseWindow(ITrainingRounds.RoundParams memory p, uint256 seed) internal pure returns (bool bad) {
+        uint256 closeMode = (seed >> 24) % 8;
+        bad = closeMode == 3 && p.relayCutoff != 0;
+        if (closeMode >= 4) p.closeWindow = uint32(p.relayCutoff + 1 + (seed >> 32) % 2002);
+        else if (bad) p.closeWindow = uint32(1 + (seed >> 32) % p.relayCutoff);
+    }
+
     /// @dev A transparent RoundParams (the caller sets the secure fields).
     function _params(uint256 seed, uint32 minUpdates, uint64 maxSamples, uint64 rate_, uint32 cutoff, uint32 duration)
         internal
@@ -548,6 +570,11 @@ contract Handler is Test {
             if (topic == ITrainingRounds.RoundOpened.selector) {
                 uint256 rid = uint256(log.topics[1]);
                 ghostAcc[rid] = keccak256(abi.encode(block.chainid, address(rounds), rid));
+                (,, ITrainingRounds.RoundParams memory p,,) =
+                    abi.decode(log.data, (bytes32, bytes32, ITrainingRounds.RoundParams, uint32, bytes32));
+                ghostOpenDeadline[rid] = p.deadline;
+                ghostCloseWindow[rid] = p.closeWindow;
+                ghostMinUpdates[rid] = p.minUpdates;
             } else if (topic == ITrainingRounds.UpdateSubmitted.selector) {
                 uint256 rid = uint256(log.topics[1]);
                 address node = address(uint160(uint256(log.topics[2])));
@@ -556,8 +583,14 @@ contract Handler is Test {
                 ghostCommitted[rid][node] = true;
                 ghostAcc[rid] = keccak256(abi.encode(ghostAcc[rid], node, updateHash, uint256(samples)));
                 ++ghostCount[rid];
+                if (ghostCount[rid] == ghostMinUpdates[rid]) ghostQuorumAt[rid] = uint64(block.timestamp);
                 ghostEntries[rid].push(ITrainingRounds.CommitmentEntry(node, updateHash, samples));
                 ghostLastRound[node] = rid;
+            } else if (topic == ITrainingRounds.DeadlineBroughtForward.selector) {
+                uint256 rid = uint256(log.topics[1]);
+                if (ghostBroughtForward[rid] != 0) ++broughtForwardTwice;
+                ghostBroughtForward[rid] = abi.decode(log.data, (uint64));
+                ++deadlinesBroughtForward;
             } else if (topic == ITrainingRounds.RoundFinalized.selector) {
                 uint256 rid = uint256(log.topics[1]);
                 ITrainingRounds.Round memory r = rounds.getRound(rid);

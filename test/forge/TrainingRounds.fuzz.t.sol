@@ -32,7 +32,8 @@ contract TrainingRoundsFuzzTest is Test {
                 selectionRate: rate,
                 relayCutoff: 100,
                 threshold: 0,
-                unmaskWindow: 0
+                unmaskWindow: 0,
+                closeWindow: 0
             })
         );
     }
@@ -50,7 +51,8 @@ contract TrainingRoundsFuzzTest is Test {
                 selectionRate: 0,
                 relayCutoff: 100,
                 threshold: 1,
-                unmaskWindow: 500
+                unmaskWindow: 500,
+                closeWindow: 0
             })
         );
         vm.prank(node);

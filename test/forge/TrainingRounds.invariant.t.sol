@@ -31,6 +31,24 @@ contract TrainingRoundsInvariantTest is Test {
         _everyOutcomeMatchesTheModel();
         _unmaskPhaseMatchesTheEvents();
         _onlySurvivorsPostAndOnlyOnce();
+        _deadlineFollowsTheCloseWindow();
+    }
+
+    /// A round's deadline is the one it opened with, or, once minUpdates commitments are in and it
+    /// has a close window, min(that, quorum block time + closeWindow), announced by exactly one
+    /// DeadlineBroughtForward event.
+    function _deadlineFollowsTheCloseWindow() internal view {
+        uint256 current = rounds.currentRoundId();
+        for (uint256 rid = 1; rid <= current; ++rid) {
+            uint64 opened = handler.ghostOpenDeadline(rid);
+            uint64 quorumAt = handler.ghostQuorumAt(rid);
+            uint32 window = handler.ghostCloseWindow(rid);
+            uint64 expected = opened;
+            if (window != 0 && quorumAt != 0 && quorumAt + window < opened) expected = quorumAt + window;
+            assertEq(rounds.getRound(rid).deadline, expected, "deadline != the close-window model");
+            assertEq(handler.ghostBroughtForward(rid), expected < opened ? expected : 0, "DeadlineBroughtForward");
+        }
+        assertEq(handler.broughtForwardTwice(), 0, "a deadline was brought forward twice");
     }
 
     function _accumulatorIsTheFoldOfTheEvents() internal view {
@@ -120,6 +138,27 @@ contract TrainingRoundsInvariantTest is Test {
             assertTrue(rounds.isSurvivor(rid, node) == survivor, "isSurvivor != events");
             assertTrue(rounds.hasUnmasked(rid, node) == handler.ghostUnmasked(rid, node), "hasUnmasked != events");
         }
+    }
+
+    /// The handler's close-window path works at all: the quorum's commitment brings the deadline
+    /// forward, the ghosts see it, and a commitment after the new deadline is refused.
+    function test_the_handler_brings_a_deadline_forward_through_its_model() public {
+        // seed: closeMode 4 (a close window of relayCutoff + 1 = 1 s), bits 16-19 not all zero (a valid
+        // unmask window, 0 for a transparent round), transparent, unsampled, cut-off 0.
+        uint256 seed = 4 << 24 | 1 << 16;
+        handler.open(seed, 2, 1000, 0, 0, 1000, 0, 0);
+        uint256 rid = rounds.currentRoundId();
+        assertEq(rounds.getRound(rid).closeWindow, 1, "close window");
+        uint64 opened = rounds.getRound(rid).deadline;
+        handler.submit(0, keccak256("u0") | bytes32(uint256(0xff) << 248), 10);
+        assertEq(rounds.getRound(rid).deadline, opened, "one commitment: below the quorum of 2");
+        handler.submit(1, keccak256("u1") | bytes32(uint256(0xff) << 248), 10);
+        assertEq(rounds.getRound(rid).deadline, block.timestamp + 1, "the quorum brought the deadline forward");
+        assertEq(handler.ghostBroughtForward(rid), block.timestamp + 1, "the event announced it");
+        vm.warp(block.timestamp + 2);
+        handler.submit(2, keccak256("u2") | bytes32(uint256(0xff) << 248), 10);
+        assertEq(rounds.getRound(rid).commitCount, 2, "a commitment after the new deadline is refused");
+        invariant_protocol();
     }
 
     /// The handler's secure paths work at all: one scripted secure round, through the handler's own

@@ -41,7 +41,7 @@ NONE, OPEN, FINALIZED, EXPIRED = 0, 1, 2, 3
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 ROUND_FIELDS = ("baseModelHash", "configHash", "globalModelHash", "reportHash", "accumulator", "seed", "deadline",
                 "openedAt", "closedAt", "minUpdates", "eligibleCount", "commitCount", "acceptedCount", "maxSamples",
-                "selectionRate", "relayCutoff", "status")
+                "selectionRate", "relayCutoff", "closeWindow", "status")
 
 
 def pytest_configure(config):
@@ -426,9 +426,9 @@ def rounds(nodes, admin, aggregator, genesis):
 
 
 def params(deadline: int, min_updates: int = 1, max_samples: int = MAX_SAMPLES, selection_rate: int = 0,
-           relay_cutoff: int = 0, threshold: int = 0, unmask_window: int = 0) -> tuple:
+           relay_cutoff: int = 0, threshold: int = 0, unmask_window: int = 0, close_window: int = 0) -> tuple:
     """A RoundParams tuple (threshold 0: a transparent round)."""
-    return (deadline, min_updates, max_samples, selection_rate, relay_cutoff, threshold, unmask_window)
+    return (deadline, min_updates, max_samples, selection_rate, relay_cutoff, threshold, unmask_window, close_window)
 
 
 class Fed:
@@ -440,13 +440,14 @@ class Fed:
 
     def open(self, *, min_updates: int = 1, seconds: int = ROUND_SECONDS, base: str | None = None,
              max_samples: int = MAX_SAMPLES, selection_rate: int = 0, relay_cutoff: int = 0, threshold: int = 0,
-             unmask_window: int = 0):
+             unmask_window: int = 0, close_window: int = 0):
         """Open the next round from the latest model (transparent unless ``threshold``). Returns
         (roundId, tx, deadline)."""
         self._n += 1
         deadline = now() + seconds
         base = base if base is not None else self.rounds.latestModelHash()
-        p = params(deadline, min_updates, max_samples, selection_rate, relay_cutoff, threshold, unmask_window)
+        p = params(deadline, min_updates, max_samples, selection_rate, relay_cutoff, threshold, unmask_window,
+                   close_window)
         tx = self.rounds.openRound(base, h("config", self._n), p, {"from": self.aggregator})
         return tx.return_value, tx, deadline
 

@@ -53,7 +53,7 @@ def test_deploy_script_deploys_one_contract_configures_it_and_writes_the_deploym
         record = rounds.getNode(node)
         assert (record[0], record[2], record[3]) == (True, 0, 0)  # active, joinedRound, keyRound
     # The admitted nodes are eligible in round 1.
-    rounds.openRound(h("genesis"), h("config"), (web3.eth.get_block("latest")["timestamp"] + 100, 2, 10, 0, 0, 0, 0),
+    rounds.openRound(h("genesis"), h("config"), (web3.eth.get_block("latest")["timestamp"] + 100, 2, 10, 0, 0, 0, 0, 0),
                      {"from": accounts[1]})
     assert all(rounds.isEligible(1, node) for node in nodes)
 

@@ -87,7 +87,7 @@ def test_eip712_domain_is_fedchain_version_2_on_this_chain_and_address(rounds):
 
 TRAINING_ROUNDS_FUNCTIONS = [
     "AGGREGATOR_ROLE()", "MAX_GRACE_PERIOD()", "COMMITMENT_TYPEHASH()", "setGenesisModel(bytes32)",
-    "openRound(bytes32,bytes32,(uint64,uint32,uint64,uint64,uint32,uint32,uint32))",
+    "openRound(bytes32,bytes32,(uint64,uint32,uint64,uint64,uint32,uint32,uint32,uint32))",
     "submitUpdate(uint256,bytes32,uint64)",
     "submitBatch(uint256,(bytes32,uint64,bytes32,bytes32)[])", "finalizeRound(uint256,bytes32,bytes32,uint32)",
     "expireRound(uint256)", "gracePeriod()", "genesisModelHash()", "latestModelHash()", "currentRoundId()",
@@ -163,7 +163,7 @@ def test_open_round_creates_round_1_snapshots_eligible_nodes_and_emits_round_ope
         baseModelHash=genesis, configHash=h("config"), globalModelHash=ZERO, reportHash=ZERO,
         accumulator=hx(initial_accumulator(rounds, 1)), seed=ZERO, deadline=deadline, openedAt=tx.block_number,
         closedAt=0, minUpdates=3, eligibleCount=5, commitCount=0, acceptedCount=0, maxSamples=5000,
-        selectionRate=0, relayCutoff=120, status=OPEN,
+        selectionRate=0, relayCutoff=120, closeWindow=0, status=OPEN,
     )
 
 
@@ -554,7 +554,7 @@ def test_finalize_round_records_the_result_and_emits_round_finalized(rounds, fed
         baseModelHash=rounds.genesisModelHash(), configHash=h("config", fed._n), globalModelHash=h("model"),
         reportHash=h("report"), accumulator=acc, seed=ZERO, deadline=deadline, openedAt=opened.block_number,
         closedAt=tx.block_number, minUpdates=2, eligibleCount=5, commitCount=3, acceptedCount=2,
-        maxSamples=MAX_SAMPLES, selectionRate=0, relayCutoff=0, status=FINALIZED,
+        maxSamples=MAX_SAMPLES, selectionRate=0, relayCutoff=0, closeWindow=0, status=FINALIZED,
     )
     assert rounds.latestModelHash() == h("model")
     assert rounds.lastFinalizedRoundId() == rid
@@ -689,7 +689,7 @@ def test_expire_round_by_anyone_closes_it_and_emits_round_expired(rounds, fed, n
         baseModelHash=genesis, configHash=h("config", fed._n), globalModelHash=ZERO, reportHash=ZERO,
         accumulator=hx(fold_all(rounds, rid, events)), seed=ZERO, deadline=deadline, openedAt=opened.block_number,
         closedAt=tx.block_number, minUpdates=2, eligibleCount=5, commitCount=1, acceptedCount=0,
-        maxSamples=MAX_SAMPLES, selectionRate=0, relayCutoff=0, status=EXPIRED,
+        maxSamples=MAX_SAMPLES, selectionRate=0, relayCutoff=0, closeWindow=0, status=EXPIRED,
     )
     assert rounds.latestModelHash() == genesis
     assert rounds.lastFinalizedRoundId() == 0

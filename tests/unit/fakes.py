@@ -4,8 +4,8 @@
 one block, emits the same events (same names, same argument names and encodings) as the contract,
 keeps a receipt with a gas figure, and reverts with :class:`ContractRevert` named like the Solidity
 custom errors. Eligibility (joined before the round opened), the sample cap, the accumulator and
-the early-close rule follow the contract; ``tests/unit/test_fakes_parity.py`` runs the same
-scenario on both and compares.
+the early-close and close-window rules follow the contract; ``tests/e2e/test_fake_parity.py``
+runs the same scenario on both (the real contract on anvil) and compares events, reverts and rounds.
 Set ``chain.down = True`` to make every read raise :class:`RpcUnavailable`, as a dead RPC does.
 
 Usable by any unit test:
@@ -227,14 +227,18 @@ class FakeChain:
     def open_round(
         self, base_model_hash: str, config_hash: str, params: RoundParams | int | None = None,
         min_updates: int = 1, *, deadline: int | None = None, max_samples: int = 2**64 - 1,
-        selection_rate: int = 0, relay_cutoff: int = 0,
+        selection_rate: int = 0, relay_cutoff: int = 0, close_window: int = 0,
     ) -> int:
         """``openRound``. Takes a :class:`RoundParams`, or the deadline and the rest as arguments."""
         if isinstance(params, RoundParams):
             p = params
         else:
             p = RoundParams(deadline=int(params if params is not None else deadline), min_updates=min_updates,
-                            max_samples=max_samples, selection_rate=selection_rate, relay_cutoff=relay_cutoff)
+                            max_samples=max_samples, selection_rate=selection_rate, relay_cutoff=relay_cutoff,
+                            close_window=close_window)
+        if p.close_window and p.close_window <= p.relay_cutoff:
+            raise self._revert("InvalidCloseWindow", "openRound", closeWindow=p.close_window,
+                               relayCutoff=p.relay_cutoff)
         if p.min_updates == 0:
             raise self._revert("InvalidMinUpdates", "openRound", minUpdates=p.min_updates)
         if p.max_samples == 0:
@@ -286,6 +290,7 @@ class FakeChain:
             max_samples=p.max_samples,
             selection_rate=p.selection_rate,
             relay_cutoff=p.relay_cutoff,
+            close_window=p.close_window,
             accumulator=accumulator.initial(self.chain_id, self.rounds_address, rid),
             seed=seed,
         ))
@@ -328,6 +333,18 @@ class FakeChain:
         return replace(r, commit_count=r.commit_count + 1,
                        accumulator=accumulator.step(r.accumulator, node, update_hash, num_samples))
 
+    def _bring_forward(self, before: RoundInfo, after: RoundInfo,
+                       events: list[tuple[str, str, dict[str, Any]]]) -> RoundInfo:
+        """The contract's close window: the commitment(s) taking the count to ``min_updates`` set
+        the deadline to min(deadline, block time + close_window), with ``DeadlineBroughtForward``."""
+        if not (after.close_window and before.commit_count < after.min_updates <= after.commit_count):
+            return after
+        closes = self.now + 12 + after.close_window  # the time of the block about to be mined
+        if closes >= after.deadline:
+            return after
+        events.append(("DeadlineBroughtForward", "TrainingRounds", {"roundId": after.round_id, "deadline": closes}))
+        return replace(after, deadline=closes)
+
     def submit_update(self, round_id: int, node: str, update_hash: str, num_samples: int) -> TxResult:
         node = to_checksum_address(node)
         r = self._open(round_id, "submitUpdate")
@@ -345,16 +362,12 @@ class FakeChain:
             raise self._revert("AlreadySubmitted", "submitUpdate", roundId=round_id, node=node)
         if reason == SkipReason.NOT_ELIGIBLE:
             raise self._revert("NotEligible", "submitUpdate", roundId=round_id, node=node)
-        res = self._mine(
-            [
-                (
-                    "UpdateSubmitted",
-                    "TrainingRounds",
-                    {"roundId": round_id, "node": node, "updateHash": update_hash, "numSamples": num_samples},
-                )
-            ]
-        )
-        self._set_round(self._commit(r, node, update_hash, num_samples))
+        events: list[tuple[str, str, dict[str, Any]]] = [
+            ("UpdateSubmitted", "TrainingRounds",
+             {"roundId": round_id, "node": node, "updateHash": update_hash, "numSamples": num_samples})]
+        after = self._bring_forward(r, self._commit(r, node, update_hash, num_samples), events)
+        res = self._mine(events)
+        self._set_round(after)
         return res
 
     def submit_batch(self, round_id: int, signed: list[tuple[str, int, str]]) -> TxResult:
@@ -367,6 +380,7 @@ class FakeChain:
         if self.now + 12 > closes:
             raise self._revert("RelayClosed", "submitBatch", roundId=round_id, closedAt=closes)
         events: list[tuple[str, str, dict[str, Any]]] = []
+        before = r
         for update_hash, num_samples, sig in signed:
             try:
                 node = recover_commitment_signer(sig, self.chain_id, self.rounds_address, round_id, update_hash,
@@ -381,6 +395,7 @@ class FakeChain:
             r = self._commit(r, node, update_hash, num_samples)
             events.append(("UpdateSubmitted", "TrainingRounds",
                            {"roundId": round_id, "node": node, "updateHash": update_hash, "numSamples": num_samples}))
+        r = self._bring_forward(before, r, events)
         res = self._mine(events)
         self._set_round(r)
         return res

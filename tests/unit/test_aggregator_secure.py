@@ -231,3 +231,13 @@ def test_audit_catches_a_posted_model_that_is_not_the_unmasked_sum():
                        onchain_model_hash=fake, onchain_accepted=N, min_updates=T)
     assert any("global model hash differs" in p for p in res.problems)
     assert decode_tensors(encode_tensors(forged))  # the forged model is a well-formed model
+
+
+def test_round_config_refuses_a_close_window_not_above_the_relay_cutoff_as_bad_config():
+    ok = build_config(task_spec="tiny", task_params={}, training={}, strategy={"name": "fedavg", "params": {}},
+                      seed=1, round_id=1, min_updates=1, eval_seed=0, relay_cutoff=5, close_window=6)
+    assert RoundRules.of(ok).close_window == 6
+    bad = dict(ok, close_window=5)
+    with pytest.raises(InvalidBlob, match="close_window .* must exceed relay.cutoff_seconds") as e:
+        RoundRules.of(bad)
+    assert e.value.reason == "bad_config"

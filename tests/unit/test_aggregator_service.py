@@ -433,3 +433,47 @@ def test_a_failing_event_push_does_not_stop_the_round(setup):
     chain.on_open = play
     assert agg.run_round(min_updates=2, round_seconds=300).status == "finalized"
     assert any("could not push the 'open' event: hub gone" in m for m in logged)
+
+
+def test_with_a_close_window_a_round_missing_a_dropped_node_closes_before_its_deadline(setup):
+    """Two of three nodes commit (the quorum) and the third never does: the contract brings the
+    deadline forward by the close window, and the loop finalizes without waiting the deadline."""
+    chain, store, task, _, nodes = setup
+    agg = Aggregator(chain, store, task, task_spec="tiny", poll_interval=0.01, relay_cutoff=5, close_window=20,
+                     log=lambda m: None)
+    agg.ensure_genesis()
+
+    opened = []
+
+    def play(rid):
+        opened.append(chain.now)
+        for node, scale in zip(nodes[:2], (2.0, 4.0)):
+            chain.submit_update(rid, node.address, _local_update(chain, store, rid, node.address, scale), 100)
+
+    chain.on_open = play
+    summary = agg.run_round(min_updates=2, round_seconds=3600)
+    info = chain.get_round(1)
+    assert summary.status == "finalized" and summary.accepted == 2
+    config = decode_json(store.get(info.config_hash), max_bytes=1 << 20)
+    assert config["close_window"] == 20 and info.close_window == 20
+    brought = [e for e in chain._log if e.name == "DeadlineBroughtForward"]
+    assert [e.args["deadline"] for e in brought] == [info.deadline]
+    assert info.deadline <= opened[0] + 12 * 2 + 20 + 12  # the quorum's block time + the window
+    assert chain.now < opened[0] + 3600  # finalized long before the deadline it opened with
+
+
+def test_a_close_window_not_above_the_relay_cutoff_is_refused_with_the_fix(setup):
+    chain, store, task, _, _ = setup
+    with pytest.raises(ConfigError, match="must exceed the relay cut-off") as e:
+        Aggregator(chain, store, task, task_spec="tiny", relay_cutoff=5, close_window=5, log=lambda m: None)
+    assert "--close-window 6" in (e.value.hint or "")
+
+
+def test_without_a_close_window_the_config_has_none_and_the_deadline_stays(setup):
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    rid, _ = agg.open_round(min_updates=1, round_seconds=300)
+    deadline = chain.get_round(rid).deadline
+    chain.submit_update(rid, nodes[0].address, "0x" + "12" * 32, 10)
+    assert "close_window" not in decode_json(store.get(chain.get_round(rid).config_hash), max_bytes=1 << 20)
+    assert chain.get_round(rid).deadline == deadline

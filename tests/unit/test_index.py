@@ -278,9 +278,9 @@ def test_round_params_decoded_as_a_mapping_are_indexed_too(tmp_path):
     rid = w.open_round()
     for ev in w.chain._log:
         if ev.name == "RoundOpened":
-            d, m, x, r, c, t, u = ev.args["params"]
+            d, m, x, r, c, t, u, w_ = ev.args["params"]
             ev.args["params"] = {"deadline": d, "minUpdates": m, "maxSamples": x, "selectionRate": r,
-                                 "relayCutoff": c, "threshold": t, "unmaskWindow": u}
+                                 "relayCutoff": c, "threshold": t, "unmaskWindow": u, "closeWindow": w_}
     w.indexer.sync()
     with w.indexer.session() as s:
         r = s.get(Round, rid)
@@ -289,6 +289,22 @@ def test_round_params_decoded_as_a_mapping_are_indexed_too(tmp_path):
             info.deadline, info.min_updates, info.max_samples, info.selection_rate, info.relay_cutoff,
             info.eligible_count)
         assert r.seed is None  # not sampled: zero seed
+
+
+def test_a_deadline_brought_forward_by_the_close_window_is_indexed_and_served(tmp_path):
+    w = make_world(tmp_path, open_round=False)
+    rid = w.chain.open_round(w.model_hash, "0x" + "c0" * 32, RoundParams(FAR_DEADLINE, 2, 1000, close_window=60))
+    w.chain.submit_update(rid, w.nodes[0].address, "0x" + "11" * 32, 10)
+    w.indexer.sync()
+    with w.indexer.session() as s:
+        assert s.get(Round, rid).deadline == FAR_DEADLINE
+    w.chain.submit_update(rid, w.nodes[1].address, "0x" + "22" * 32, 10)
+    closes = w.chain.get_round(rid).deadline
+    assert closes < FAR_DEADLINE
+    w.indexer.sync()
+    with w.indexer.session() as s:
+        assert s.get(Round, rid).deadline == closes
+    assert w.client.get(f"/rounds/{rid}").json()["deadline"] == closes
 
 
 def test_skipped_relayed_commitments_are_indexed_with_reason_and_batch_gas(tmp_path):
