@@ -68,6 +68,10 @@ COSINE = {"kind": "cosine", "rounds": 100, "min_lr": 0.0}
 SWEEP_SCHEDULED: list[tuple[str, dict[str, Any]]] = [
     ("fedavg", {}), ("fedavgm", {"server_lr": 1.0, "momentum": 0.5}), ("fedadam", {"server_lr": 0.01}),
     ("fedyogi", {"server_lr": 0.01}),
+    # Third stage: more momentum under the schedule, at the same effective step eta / (1 - beta)
+    # = 2 as momentum 0.5 (0.7 at 0.6, 0.8 at 0.4) and larger (0.6 at 1.0: 2.5; 0.7 at 1.0: 3.3).
+    ("fedavgm", {"server_lr": 1.0, "momentum": 0.6}), ("fedavgm", {"server_lr": 1.0, "momentum": 0.7}),
+    ("fedavgm", {"server_lr": 0.6, "momentum": 0.7}), ("fedavgm", {"server_lr": 0.4, "momentum": 0.8}),
 ]
 TABLE2_NODES, TABLE2_ROUNDS = 5, 100
 
@@ -431,13 +435,14 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     text = DOC.read_text() if DOC.exists() else "# Robustness\n"
+    t1_seeds = args.table1_seeds or args.seeds
     text = replace_block(text, "table1-options-iv",
-                         table1_markdown(args.cache, "options-iv", args.seeds, args.nodes, args.byzantine, args.rounds))
+                         table1_markdown(args.cache, "options-iv", t1_seeds, args.nodes, args.byzantine, args.rounds))
     text = replace_block(text, "table1-digits",
-                         table1_markdown(args.cache, "digits", args.seeds, args.nodes, args.byzantine,
+                         table1_markdown(args.cache, "digits", t1_seeds, args.nodes, args.byzantine,
                                          args.digits_rounds))
     text = replace_block(text, "table2", table2_markdown(args.cache, args.seeds))
-    png = plot(args.cache, args.seeds, args.nodes, args.byzantine, args.rounds, IMG / "robustness-rounds.png")
+    png = plot(args.cache, t1_seeds, args.nodes, args.byzantine, args.rounds, IMG / "robustness-rounds.png")
     DOC.write_text(text)
     print(f"wrote {DOC}" + (f" and {png}" if png else ""))
     return 0
@@ -449,26 +454,30 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-        sp.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-        sp.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+        sp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+        sp.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="one JSON file per cell (default: .fedchain/robustness)")
+        sp.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+                        help="cells run in parallel (default: up to 2)")
 
     t1 = sub.add_parser("table1", help="every strategy x every attack")
     common(t1)
-    t1.add_argument("--task", default="options-iv", choices=("options-iv", "digits"))
-    t1.add_argument("--nodes", type=int, default=10)
-    t1.add_argument("--byzantine", type=int, default=2)
-    t1.add_argument("--rounds", type=int, default=100)
+    t1.add_argument("--task", default="options-iv", choices=("options-iv", "digits"), help="the task (default: options-iv)")
+    t1.add_argument("--nodes", type=int, default=10, help="nodes, one shard each (default: 10)")
+    t1.add_argument("--byzantine", type=int, default=2, help="hostile nodes, the last shards (default: 2)")
+    t1.add_argument("--rounds", type=int, default=100, help="rounds per cell (default: 100)")
     t1.add_argument("--strategies", nargs="*", default=None, help="row labels to run (default: all)")
     t1.add_argument("--attacks", nargs="*", default=None, help="attacks to run, 'none' for clean (default: all)")
     t2 = sub.add_parser("table2", help="server optimisers vs the cosine-centralised reference")
     common(t2)
     rp = sub.add_parser("report", help="write the tables and the plot from the cache")
     common(rp)
-    rp.add_argument("--nodes", type=int, default=10)
-    rp.add_argument("--byzantine", type=int, default=2)
-    rp.add_argument("--rounds", type=int, default=100, help="options-iv table 1 rounds")
-    rp.add_argument("--digits-rounds", type=int, default=100)
+    rp.add_argument("--nodes", type=int, default=10, help="table 1's nodes (default: 10)")
+    rp.add_argument("--byzantine", type=int, default=2, help="table 1's hostile nodes (default: 2)")
+    rp.add_argument("--rounds", type=int, default=100, help="options-iv table 1 rounds (default: 100)")
+    rp.add_argument("--digits-rounds", type=int, default=100, help="digits table 1 rounds (default: 100)")
+    rp.add_argument("--table1-seeds", type=int, nargs="+", default=None,
+                    help="seeds of tables 1 and 1b, e.g. those every cell has (default: --seeds)")
     args = p.parse_args(argv)
     if args.cmd == "table1":
         run_cells(table1_specs(args.task, args.seeds, args.nodes, args.byzantine, args.rounds, args.strategies,
