@@ -22,6 +22,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.revert import RevertDecoder, revert_data
+from fedchain.chain.views import ViewAbi
 from fedchain.chain import accumulator
 from fedchain.chain.types import (
     Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, SecureRoundView, TxResult, UnmaskPhase, UnmaskPost,
@@ -126,6 +127,7 @@ class ChainClient:
         self._nonce_lock = threading.Lock()
         self._nonce: int | None = None
         self._topics: dict[HexBytes, tuple[str, Any]] = {}
+        self._views: dict[tuple[str, str, int], ViewAbi] = {}
         for cname, contract in (("NodeRegistry", self.registry), ("TrainingRounds", self.rounds)):
             for item in contract.abi:
                 if item.get("type") == "event":
@@ -172,6 +174,28 @@ class ChainClient:
         except (requests.exceptions.RequestException, OSError) as exc:
             raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
 
+    def _view(self, contract: Any, name: str, *args: Any, block: int | None = None) -> Any:
+        """``contract.name(*args)`` as a plain ``eth_call`` (fedchain.chain.views: a third of
+        web3's client CPU). A revert, or an answer that does not decode, goes through web3's own
+        call instead, which raises the named contract error (or web3's) as it always did."""
+        key = (contract.address, name, len(args))
+        spec = self._views.get(key)
+        if spec is None:
+            spec = self._views[key] = ViewAbi.of(contract.abi, name, len(args))
+        tag = "latest" if block is None else hex(int(block))
+        try:
+            resp = self.w3.provider.make_request(
+                "eth_call", [{"to": contract.address, "data": spec.calldata(args)}, tag])
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+        result = resp.get("result") if isinstance(resp, dict) and "error" not in resp else None
+        if isinstance(result, str) and result.startswith("0x") and len(result) > 2:
+            try:
+                return spec.result(bytes.fromhex(result[2:]))
+            except Exception:  # noqa: BLE001 - not ABI data: let web3 say what it is
+                pass
+        return self._call(getattr(contract.functions, name)(*args), name, block)
+
     def block_number(self) -> int:
         try:
             return self.w3.eth.block_number
@@ -198,19 +222,19 @@ class ChainClient:
             return None
 
     def current_round_id(self, block: int | None = None) -> int:
-        return int(self._call(self.rounds.functions.currentRoundId(), "currentRoundId", block))
+        return int(self._view(self.rounds, "currentRoundId", block=block))
 
     def last_finalized_round_id(self) -> int:
-        return int(self._call(self.rounds.functions.lastFinalizedRoundId(), "lastFinalizedRoundId"))
+        return int(self._view(self.rounds, "lastFinalizedRoundId"))
 
     def grace_period(self) -> int:
-        return int(self._call(self.rounds.functions.gracePeriod(), "gracePeriod"))
+        return int(self._view(self.rounds, "gracePeriod"))
 
     def get_round(self, round_id: int, block: int | None = None) -> RoundInfo:
         """Round ``round_id`` as of ``block`` (default: latest). ``NotFound`` if it does not exist there."""
         if round_id <= 0:
             raise NotFound(f"round {round_id} does not exist on chain {self.chain_id}")
-        r = self._call(self.rounds.functions.getRound(int(round_id)), "getRound", block)
+        r = self._view(self.rounds, "getRound", int(round_id), block=block)
         (base, config, model, report, acc, seed, deadline, opened, closed, min_updates, eligible, commits,
          accepted, max_samples, rate, cutoff, close_window, status) = r
         if int(status) == RoundStatus.NONE:
@@ -275,7 +299,7 @@ class ChainClient:
     # -- secure rounds -------------------------------------------------------------------------
     def unmask_phase(self, round_id: int, block: int | None = None) -> UnmaskPhase:
         """The unmask phase of round ``round_id`` (all zero for a transparent round)."""
-        r = self._call(self.rounds.functions.getUnmaskPhase(int(round_id)), "getUnmaskPhase", block)
+        r = self._view(self.rounds, "getUnmaskPhase", int(round_id), block=block)
         threshold, deadline, sealed, sealed_at, survivors, unmasks, acc = r
         return UnmaskPhase(threshold=int(threshold), unmask_deadline=int(deadline), sealed=bool(sealed),
                            sealed_at=int(sealed_at), survivor_count=int(survivors), unmask_count=int(unmasks),
@@ -351,16 +375,13 @@ class ChainClient:
         return nodes, {a: active[a] for a in nodes}
 
     def has_committed(self, round_id: int, node: str) -> bool:
-        return bool(self._call(self.rounds.functions.hasCommitted(int(round_id), to_checksum_address(node)),
-                               "hasCommitted"))
+        return bool(self._view(self.rounds, "hasCommitted", int(round_id), to_checksum_address(node)))
 
     def is_eligible(self, round_id: int, node: str) -> bool:
-        return bool(self._call(self.rounds.functions.isEligible(int(round_id), to_checksum_address(node)),
-                               "isEligible"))
+        return bool(self._view(self.rounds, "isEligible", int(round_id), to_checksum_address(node)))
 
     def last_committed_round(self, node: str) -> int:
-        return int(self._call(self.rounds.functions.lastCommittedRound(to_checksum_address(node)),
-                              "lastCommittedRound"))
+        return int(self._view(self.rounds, "lastCommittedRound", to_checksum_address(node)))
 
     def get_commitment(self, round_id: int, node: str) -> Commitment | None:
         """``node``'s commitment in ``round_id``, or None, from its event. Storage keeps only the
@@ -381,16 +402,16 @@ class ChainClient:
                          hint="the RPC endpoint may be pruning logs; use an archive/full node")
 
     def is_active_node(self, address: str) -> bool:
-        return bool(self._call(self.registry.functions.isActiveNode(to_checksum_address(address)), "isActiveNode"))
+        return bool(self._view(self.registry, "isActiveNode", to_checksum_address(address)))
 
     def node_count(self) -> int:
-        return int(self._call(self.registry.functions.nodeCount(), "nodeCount"))
+        return int(self._view(self.registry, "nodeCount"))
 
     def latest_model_hash(self) -> str:
-        return bytes32_to_hash(self._call(self.rounds.functions.latestModelHash(), "latestModelHash"))
+        return bytes32_to_hash(self._view(self.rounds, "latestModelHash"))
 
     def genesis_model_hash(self) -> str | None:
-        h = bytes32_to_hash(self._call(self.rounds.functions.genesisModelHash(), "genesisModelHash"))
+        h = bytes32_to_hash(self._view(self.rounds, "genesisModelHash"))
         return None if h == ZERO_HASH else h
 
     def has_role(self, role_name: str, address: str) -> bool:
@@ -556,7 +577,7 @@ class ChainClient:
 
     def get_node(self, node: str) -> dict[str, Any]:
         """The registry entry of ``node``: active, joinedAt, joinedRound, keyRound, metadataHash, publicKey."""
-        r = self._call(self.registry.functions.getNode(to_checksum_address(node)), "getNode")
+        r = self._view(self.registry, "getNode", to_checksum_address(node))
         active, joined_at, joined_round, key_round, metadata, public_key = r
         return {"active": bool(active), "joinedAt": int(joined_at), "joinedRound": int(joined_round),
                 "keyRound": int(key_round), "metadataHash": bytes32_to_hash(metadata), "publicKey": bytes(public_key)}
@@ -567,8 +588,7 @@ class ChainClient:
                              "updateNode")
 
     def has_unmasked(self, round_id: int, node: str) -> bool:
-        return bool(self._call(self.rounds.functions.hasUnmasked(int(round_id), to_checksum_address(node)),
-                               "hasUnmasked"))
+        return bool(self._view(self.rounds, "hasUnmasked", int(round_id), to_checksum_address(node)))
 
     def remove_node(self, node: str) -> TxResult:
         return self.transact(self.registry.functions.removeNode(to_checksum_address(node)), "removeNode")

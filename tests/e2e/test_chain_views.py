@@ -1,0 +1,78 @@
+"""ChainClient's plain ``eth_call`` views (fedchain/chain/views.py) answer exactly what web3's
+contract calls answer, on a real anvil with the real contract: every view the client reads, at
+the head and at an earlier block, for rounds that exist and one that does not; and a view that
+reverts raises the same named contract error."""
+
+from __future__ import annotations
+
+import pytest
+
+from fedchain.chain.accounts import dev_account
+from fedchain.chain.client import ChainClient
+from fedchain.chain.types import RoundParams
+from fedchain.errors import ContractRevert
+from fedchain.settings import REPO_ROOT
+from harness import deploy_dev_chain, stop_all
+
+NODES = (1, 2)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    dev = deploy_dev_chain(tmp_path_factory.mktemp("views"), NODES)
+    try:
+        agg = ChainClient.connect(dev.rpc_url, deployments_dir=dev.deployments_dir, repo_root=REPO_ROOT,
+                                  account=dev_account(0))
+        node = ChainClient.connect(dev.rpc_url, deployments_dir=dev.deployments_dir, repo_root=REPO_ROOT,
+                                   account=dev_account(1))
+        params = RoundParams(deadline=agg.block_timestamp() + 600, min_updates=1, max_samples=1000,
+                             relay_cutoff=5, close_window=60)
+        agg.open_round(agg.latest_model_hash(), "0x" + "c0" * 32, params)
+        agg.commit_block = node.submit_update(1, "0x" + "11" * 32, 7).block_number
+        yield agg
+    finally:
+        stop_all([dev.anvil])
+
+
+def _cases(c: ChainClient) -> list[tuple[object, str, tuple]]:
+    n1, n2, stranger = dev_account(1).address, dev_account(2).address, dev_account(7).address
+    r, g = c.rounds, c.registry
+    return [(r, "currentRoundId", ()), (r, "lastFinalizedRoundId", ()), (r, "gracePeriod", ()),
+            (r, "getRound", (1,)), (r, "getRound", (99,)), (r, "getUnmaskPhase", (1,)),
+            (r, "hasCommitted", (1, n1)), (r, "hasCommitted", (1, n2)), (r, "isEligible", (1, n2)),
+            (r, "isEligible", (1, stranger)), (r, "lastCommittedRound", (n1,)), (r, "hasUnmasked", (1, n1)),
+            (r, "latestModelHash", ()), (r, "genesisModelHash", ()), (g, "isActiveNode", (n1,)),
+            (g, "isActiveNode", (stranger,)), (g, "nodeCount", ()), (g, "getNode", (n1,)), (g, "getNode", (stranger,))]
+
+
+def test_every_view_the_client_reads_answers_what_web3_answers(chain, monkeypatch):
+    def fell_back(fn, name, block=None):
+        raise AssertionError(f"{name}: the plain eth_call path fell back to web3")
+
+    for contract, name, args in _cases(chain):
+        with monkeypatch.context() as m:
+            m.setattr(chain, "_call", fell_back)
+            fast = chain._view(contract, name, *args)
+        slow = getattr(contract.functions, name)(*args).call()
+        assert fast == slow and type(fast) is type(slow), (name, args, fast, slow)
+
+
+def test_views_at_an_earlier_block_answer_what_web3_answers_there(chain):
+    block = chain.commit_block - 1  # before the commitment
+    assert chain._view(chain.rounds, "hasCommitted", 1, dev_account(1).address, block=block) is False
+    for contract, name, args in _cases(chain):
+        fast = chain._view(contract, name, *args, block=block)
+        slow = getattr(contract.functions, name)(*args).call(block_identifier=block)
+        assert fast == slow, (name, args, fast, slow)
+
+
+def test_a_view_that_reverts_raises_the_named_contract_error(chain):
+    with pytest.raises(ContractRevert) as e:
+        chain._view(chain.rounds, "isSelected", 999, dev_account(1).address)
+    assert e.value.name == "UnknownRound"
+
+
+def test_the_round_the_client_builds_from_views_carries_the_close_window(chain):
+    info = chain.get_round(1)
+    assert (info.close_window, info.commit_count, info.relay_cutoff) == (60, 1, 5)
+    assert info.deadline < chain.block_timestamp() + 61  # the quorum (1) brought it forward
