@@ -70,3 +70,45 @@ def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
     finally:
         if demo.poll() is None:
             demo.kill()
+
+
+def test_a_node_that_dies_before_committing_costs_the_close_window_not_the_deadline(tmp_path):
+    """Three real node processes, a 300 s deadline and a 6 s close window; node 3 crashes after
+    uploading in round 2. Round 2 finalizes with the other two within seconds, because their
+    commitments (the quorum of 2) brought the deadline forward on-chain, and verify passes."""
+    summary_path = tmp_path / "summary.json"
+    log = tmp_path / "demo.log"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "fedchain.cli", "demo", "--nodes", "3", "--rounds", "2", "--min-updates", "2",
+         "--round-seconds", "300", "--close-window", "6", "--relay-cutoff", "1", "--crash-at", "3=after-upload@2",
+         "--no-compare", "--json", str(summary_path), "--workdir", str(tmp_path / "demo"), "--serve"],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env_with_repo(), cwd=REPO_ROOT,
+    )
+    try:
+        wait_for(lambda: "Ctrl-C to stop" in log.read_text() or demo.poll() is not None, 240, "the demo to serve")
+        out = log.read_text()
+        assert demo.poll() is None, out[-3000:]
+        summary = json.loads(summary_path.read_text())
+        r1, r2 = summary["rounds"]
+        assert (r1["status"], r1["accepted"]) == ("finalized", 3)
+        assert (r2["status"], r2["accepted"]) == ("finalized", 2), out[-3000:]
+        assert r2["seconds"] < 60, r2  # far from the 300 s deadline
+        from fedchain.chain.client import ChainClient
+
+        chain = ChainClient.connect(summary["rpc_url"], deployments_dir=tmp_path / "demo" / "deployments",
+                                    repo_root=REPO_ROOT)
+        info = chain.get_round(2)
+        moved = [e for e in chain.events_named(info.opened_at, None, {"DeadlineBroughtForward"})]
+        assert [int(e.args["roundId"]) for e in moved] == [2] and info.close_window == 6
+        assert int(moved[0].args["deadline"]) == info.deadline
+        assert info.deadline == chain.block_timestamp(moved[0].block_number) + 6
+        check = subprocess.run(
+            [sys.executable, "-m", "fedchain.cli", "verify", "--round", "2", "--rpc-url", summary["rpc_url"],
+             "--api-url", summary["api_url"], "--deployments-dir", str(tmp_path / "demo" / "deployments"),
+             "--dev-account", "1"], capture_output=True, text=True, env=env_with_repo(), cwd=REPO_ROOT, timeout=120)
+        assert check.returncode == 0, check.stdout + check.stderr
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(30) == 0
+    finally:
+        if demo.poll() is None:
+            demo.kill()
