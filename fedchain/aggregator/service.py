@@ -465,10 +465,12 @@ class Aggregator:
         hot_until = 0.0
         while True:
             info = self.chain.get_round(round_id)
-            self.relay_pending(round_id, info.relay_closes_at)
-            info = self.chain.get_round(round_id)
+            if self.relay_pending(round_id, info.relay_closes_at):
+                info = self.chain.get_round(round_id)  # the batch changed it
+            if info.may_close_early():
+                return
             now = self.chain.block_timestamp()
-            if info.may_close_early() or now > info.deadline:
+            if now > info.deadline:
                 return
             if self.on_wait:
                 self.on_wait(round_id, info.commit_count, info.eligible_count, max(0.0, info.deadline - now))

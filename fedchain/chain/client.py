@@ -34,6 +34,10 @@ ZERO_HASH = "0x" + "00" * 32
 _LOG_CHUNK = 10_000
 #: expireRound is valid only in a block after deadline + grace: sent without an estimate (see transact).
 EXPIRE_GAS = 150_000
+#: How long a transaction's fee caps are reused (seconds): web3 otherwise asks for the priority fee
+#: and the latest block before every transaction. Within it the base fee can rise by 12.5% a block
+#: at most, well inside the 2x base fee the cap allows (web3's own rule).
+FEE_TTL = 5.0
 
 
 def connect_web3(rpc_url: str, timeout: float = 10.0) -> Web3:
@@ -128,6 +132,7 @@ class ChainClient:
         self._nonce: int | None = None
         self._topics: dict[HexBytes, tuple[str, Any]] = {}
         self._views: dict[tuple[str, str, int], ViewAbi] = {}
+        self._fee_cache: tuple[float, dict[str, int]] | None = None
         for cname, contract in (("NodeRegistry", self.registry), ("TrainingRounds", self.rounds)):
             for item in contract.abi:
                 if item.get("type") == "event":
@@ -519,6 +524,23 @@ class ChainClient:
             self._nonce += 1
             return nonce
 
+    def _fees(self) -> dict[str, int]:
+        """EIP-1559 fee caps as web3 computes them (``maxFeePerGas = 2 * baseFee + priority``),
+        reused for :data:`FEE_TTL` seconds; empty (web3 fills the fees) on a chain without a base fee."""
+        now = time.monotonic()
+        if self._fee_cache is not None and now - self._fee_cache[0] < FEE_TTL:
+            return self._fee_cache[1]
+        base = self._block("latest").get("baseFeePerGas")
+        if base is None:
+            return {}
+        try:
+            priority = int(self.w3.eth.max_priority_fee)
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+        fees = {"maxFeePerGas": 2 * int(base) + priority, "maxPriorityFeePerGas": priority}
+        self._fee_cache = (now, fees)
+        return fees
+
     def transact(self, contract_fn: Any, name: str, *, retries: int = 3, gas: int | None = None) -> TxResult:
         """Estimate (which surfaces reverts with their data), sign, send, wait for the receipt.
 
@@ -530,7 +552,7 @@ class ChainClient:
         for attempt in range(retries):
             try:
                 params = {"from": account.address, "chainId": self.chain_id,
-                          "nonce": self._next_nonce(account.address, refresh)}
+                          "nonce": self._next_nonce(account.address, refresh), **self._fees()}
                 if gas is not None:
                     params["gas"] = gas
                 tx = contract_fn.build_transaction(params)

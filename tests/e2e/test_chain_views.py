@@ -76,3 +76,30 @@ def test_the_round_the_client_builds_from_views_carries_the_close_window(chain):
     info = chain.get_round(1)
     assert (info.close_window, info.commit_count, info.relay_cutoff) == (60, 1, 5)
     assert info.deadline < chain.block_timestamp() + 61  # the quorum (1) brought it forward
+
+
+def test_fee_caps_are_read_once_per_ttl_and_follow_the_base_fee_rule(chain, monkeypatch):
+    import json
+
+    import requests
+
+    from fedchain.chain import client as client_mod
+
+    sent: list[str] = []
+    orig = requests.Session.post
+
+    def spy(self, url, data=None, **kw):
+        sent.append(json.loads(data).get("method", "") if data else "")
+        return orig(self, url, data=data, **kw)
+
+    monkeypatch.setattr(requests.Session, "post", spy)
+    chain._fee_cache = None
+    fees = chain._fees()
+    base = chain.w3.eth.get_block("latest")["baseFeePerGas"]
+    assert fees["maxFeePerGas"] == 2 * base + fees["maxPriorityFeePerGas"]
+    for i in (3, 4):  # two transactions inside the TTL: no fee reads of their own
+        chain.admit_node(dev_account(i).address)
+    assert sent.count("eth_maxPriorityFeePerGas") == 1
+    monkeypatch.setattr(client_mod, "FEE_TTL", 0.0)
+    chain.admit_node(dev_account(5).address)
+    assert sent.count("eth_maxPriorityFeePerGas") == 2
