@@ -461,7 +461,8 @@ class Aggregator:
         """Until every eligible node committed (the contract then allows an early close), or the
         deadline passed by chain time. Relays queued commitments meanwhile. After an upload arrives
         the chain is read every 0.1 s for a few seconds (its direct commitment follows within a
-        transaction's time), else every ``poll`` seconds."""
+        transaction's time), and so it is in the last second before the deadline; else every
+        ``poll`` seconds."""
         hot_until = 0.0
         while True:
             info = self.chain.get_round(round_id)
@@ -474,7 +475,10 @@ class Aggregator:
                 return
             if self.on_wait:
                 self.on_wait(round_id, info.commit_count, info.eligible_count, max(0.0, info.deadline - now))
-            if self._pause(min(self.poll, HOT_POLL) if time.monotonic() < hot_until else self.poll):
+            # Hot: an upload just arrived (its commitment follows), or the deadline (perhaps brought
+            # forward by the close window) is a second of chain time away.
+            hot = time.monotonic() < hot_until or info.deadline - now <= 1
+            if self._pause(min(self.poll, HOT_POLL) if hot else self.poll):
                 hot_until = time.monotonic() + HOT_SECONDS
 
     def run_round(self, *, min_updates: int, round_seconds: float) -> RoundSummary:
