@@ -217,14 +217,25 @@ class ChainClient:
         """Chain time: the timestamp of ``block`` (default: the latest block)."""
         return int(self._block("latest" if block is None else int(block))["timestamp"])
 
+    def _raw(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call without web3's formatters: the answer's ``result`` (None if the
+        endpoint has no such object); ChainError for an error answer."""
+        try:
+            resp = self.w3.provider.make_request(method, params)
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+        if not isinstance(resp, dict) or "error" in resp:
+            err = resp.get("error") if isinstance(resp, dict) else resp
+            raise ChainError(f"{method}: the endpoint answered {err!r}")
+        return resp.get("result")
+
     def block_hash(self, block: int) -> str | None:
         """The hash of block ``block``; None if the chain has no such block (yet)."""
         try:
-            return _hex(self.w3.eth.get_block(int(block))["hash"])
-        except (requests.exceptions.RequestException, OSError) as exc:
-            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
-        except Exception:  # web3's BlockNotFound
+            got = self._raw("eth_getBlockByNumber", [hex(int(block)), False])
+        except ChainError:  # some endpoints answer an error, not null, for a block they do not have
             return None
+        return None if not isinstance(got, dict) or not got.get("hash") else str(got["hash"]).lower()
 
     def current_round_id(self, block: int | None = None) -> int:
         return int(self._view(self.rounds, "currentRoundId", block=block))
@@ -490,6 +501,14 @@ class ChainClient:
         except (requests.exceptions.RequestException, OSError) as exc:
             raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
         return sorted(out, key=lambda e: (e.block_number, e.log_index))
+
+    def gas_used(self, tx_hash: str) -> int:
+        """The gas a mined transaction used (what the index records), without decoding its logs.
+        NotFound if there is no receipt."""
+        got = self._raw("eth_getTransactionReceipt", [tx_hash])
+        if not isinstance(got, dict) or got.get("gasUsed") is None:
+            raise NotFound(f"no receipt for transaction {tx_hash}")
+        return int(str(got["gasUsed"]), 16)
 
     def receipt(self, tx_hash: str) -> TxResult:
         try:

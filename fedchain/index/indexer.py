@@ -532,8 +532,9 @@ class Indexer:
 
     def _gas(self, tx_hash: str, cache: dict[str, int | None]) -> int | None:
         if tx_hash not in cache:
+            gas_used = getattr(self.chain, "gas_used", None)  # a reader may offer the cheap path
             try:
-                cache[tx_hash] = int(self.chain.receipt(tx_hash).gas_used)
+                cache[tx_hash] = int(gas_used(tx_hash) if gas_used else self.chain.receipt(tx_hash).gas_used)
             except NotFound:
                 cache[tx_hash] = None
         return cache[tx_hash]

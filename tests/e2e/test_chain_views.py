@@ -103,3 +103,14 @@ def test_fee_caps_are_read_once_per_ttl_and_follow_the_base_fee_rule(chain, monk
     monkeypatch.setattr(client_mod, "FEE_TTL", 0.0)
     chain.admit_node(dev_account(5).address)
     assert sent.count("eth_maxPriorityFeePerGas") == 2
+
+
+def test_gas_used_and_block_hash_without_web3s_formatters_match_the_receipt_and_the_block(chain):
+    from fedchain.errors import NotFound
+
+    tx = chain.admit_node(dev_account(6).address)
+    assert chain.gas_used(tx.tx_hash) == chain.receipt(tx.tx_hash).gas_used == tx.gas_used
+    assert chain.block_hash(tx.block_number) == "0x" + bytes(chain.w3.eth.get_block(tx.block_number)["hash"]).hex()
+    assert chain.block_hash(chain.block_number() + 1000) is None
+    with pytest.raises(NotFound):
+        chain.gas_used("0x" + "ab" * 32)
