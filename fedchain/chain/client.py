@@ -22,7 +22,7 @@ from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
 from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.revert import RevertDecoder, revert_data
-from fedchain.chain.views import ViewAbi
+from fedchain.chain.views import EventAbi, ViewAbi
 from fedchain.chain import accumulator
 from fedchain.chain.types import (
     Commitment, EventRecord, RoundInfo, RoundParams, RoundStatus, SecureRoundView, TxResult, UnmaskPhase, UnmaskPost,
@@ -95,6 +95,11 @@ def _hex(value: Any) -> Any:
     return value
 
 
+def _int(value: Any) -> int:
+    """A quantity from web3 (an int) or from a plain JSON-RPC answer (a 0x-hex string)."""
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 class ChainClient:
     """Reads and writes fedchain's contracts. Implements :class:`fedchain.chain.types.ChainReader`."""
 
@@ -131,6 +136,8 @@ class ChainClient:
         self._nonce_lock = threading.Lock()
         self._nonce: int | None = None
         self._topics: dict[HexBytes, tuple[str, Any]] = {}
+        #: topic -> the plain decoder of that event (fedchain.chain.views.EventAbi)
+        self._event_abis: dict[bytes, EventAbi] = {}
         self._views: dict[tuple[str, str, int], ViewAbi] = {}
         self._fee_cache: tuple[float, dict[str, int]] | None = None
         for cname, contract in (("NodeRegistry", self.registry), ("TrainingRounds", self.rounds)):
@@ -138,6 +145,10 @@ class ChainClient:
                 if item.get("type") == "event":
                     event = contract.events[item["name"]]()
                     self._topics[HexBytes(event.topic)] = (cname, event)
+                    try:
+                        self._event_abis[bytes(HexBytes(event.topic))] = EventAbi.of(item)
+                    except ValueError:  # a hashed indexed argument: web3 decodes it
+                        pass
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -450,17 +461,24 @@ class ChainClient:
         if hit is None:
             return None
         cname, event = hit
-        decoded = event.process_log(log)
+        plain = self._event_abis.get(bytes(HexBytes(log["topics"][0])))
+        try:
+            if plain is None:
+                raise ValueError("no plain decoder")
+            name, decoded_args = plain.name, plain.args(log["topics"], log["data"])
+        except Exception:  # noqa: BLE001 - web3's decoder has the last word
+            decoded = event.process_log(log)
+            name, decoded_args = decoded["event"], decoded["args"]
         args = {}
-        for k, v in decoded["args"].items():
+        for k, v in decoded_args.items():
             args[k] = to_checksum_address(v) if isinstance(v, str) and Web3.is_address(v) else _hex(v)
         return EventRecord(
-            name=decoded["event"],
+            name=name,
             contract=cname,
             args=args,
-            block_number=int(log["blockNumber"]),
-            tx_hash=_hex(log["transactionHash"]),
-            log_index=int(log["logIndex"]),
+            block_number=_int(log["blockNumber"]),
+            tx_hash=str(_hex(log["transactionHash"])).lower(),
+            log_index=_int(log["logIndex"]),
         )
 
     def _logs(self, from_block: int, to_block: int | None, event: str, *indexed: Any) -> list[EventRecord]:
@@ -489,10 +507,12 @@ class ChainClient:
             start = max(0, from_block)
             while start <= last:
                 end = min(last, start + _LOG_CHUNK - 1)
-                query: dict[str, Any] = {"address": self._addresses, "fromBlock": start, "toBlock": end}
+                query: dict[str, Any] = {"address": self._addresses, "fromBlock": hex(start), "toBlock": hex(end)}
                 if topics:
                     query["topics"] = topics
-                logs = self.w3.eth.get_logs(query)
+                # A plain eth_getLogs, decoded by EventAbi: web3's log formatting and decoding
+                # took most of a secure round's reads (tests/e2e/test_chain_views.py compares).
+                logs = self._raw("eth_getLogs", [query]) or []
                 for log in logs:
                     rec = self._decode_log(log)
                     if rec is not None and (names is None or rec.name in names):

@@ -72,3 +72,55 @@ class ViewAbi:
         values = decode([abi_type(o) for o in self.outputs], data)
         out = tuple(_normalise(o, v) for o, v in zip(self.outputs, values))
         return out[0] if len(out) == 1 else out
+
+
+def _as_bytes(value: Any) -> bytes:
+    """A topic or data field as bytes: web3 gives HexBytes, a plain JSON-RPC answer hex strings."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    s = str(value)
+    return bytes.fromhex(s[2:] if s.startswith("0x") else s)
+
+
+def _event_value(item: Mapping[str, Any], value: Any) -> Any:
+    """A decoded event argument as web3's ``process_log`` gives it: struct arguments as a mapping
+    of their components' names."""
+    if str(item["type"]) == "tuple":
+        return {c["name"]: _event_value(c, v) for c, v in zip(item.get("components", []), value)}
+    return _normalise(item, value)
+
+
+@dataclass(frozen=True)
+class EventAbi:
+    """One event: its topic and how to decode a log of it (static indexed arguments only, as every
+    fedchain event has; ``EventAbi.of`` refuses others, and the client then keeps web3's decoder)."""
+
+    name: str
+    topic: bytes
+    indexed: tuple[Mapping[str, Any], ...]
+    data: tuple[Mapping[str, Any], ...]
+    order: tuple[str, ...]
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> "EventAbi":
+        inputs = list(item.get("inputs", []))
+        indexed = tuple(i for i in inputs if i.get("indexed"))
+        for i in indexed:
+            t = abi_type(i)
+            if t in ("string", "bytes") or t.endswith("]") or t.startswith("("):
+                raise ValueError(f"event {item['name']}: indexed {t} is stored as a hash")
+        signature = f"{item['name']}({','.join(abi_type(i) for i in inputs)})"
+        return cls(str(item["name"]), keccak(text=signature), indexed,
+                   tuple(i for i in inputs if not i.get("indexed")), tuple(str(i["name"]) for i in inputs))
+
+    def args(self, topics: Sequence[Any], data: Any) -> dict[str, Any]:
+        """The log's arguments by name, in the event's order. Raises on a log that does not fit."""
+        if len(topics) != 1 + len(self.indexed) or _as_bytes(topics[0]) != self.topic:
+            raise ValueError(f"not a {self.name} log")
+        out: dict[str, Any] = {}
+        for item, topic in zip(self.indexed, topics[1:]):
+            out[item["name"]] = _event_value(item, decode([abi_type(item)], _as_bytes(topic))[0])
+        values = decode([abi_type(i) for i in self.data], _as_bytes(data))
+        for item, value in zip(self.data, values):
+            out[item["name"]] = _event_value(item, value)
+        return {name: out[name] for name in self.order}

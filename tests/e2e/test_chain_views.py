@@ -114,3 +114,28 @@ def test_gas_used_and_block_hash_without_web3s_formatters_match_the_receipt_and_
     assert chain.block_hash(chain.block_number() + 1000) is None
     with pytest.raises(NotFound):
         chain.gas_used("0x" + "ab" * 32)
+
+
+def test_events_decoded_from_plain_logs_equal_web3s_decoding(chain):
+    """Every log of the deployment so far (roles, admissions, genesis, a round with its struct
+    parameters, commitments, a deadline brought forward): the client's plain decoder and web3's
+    ``process_log`` over web3's formatted logs give the same records."""
+    from web3 import Web3
+
+    from fedchain.chain.client import _hex
+
+    fast = chain.events(chain.deploy_block)
+    raw = chain.w3.eth.get_logs({"address": chain._addresses, "fromBlock": chain.deploy_block, "toBlock": "latest"})
+    slow = []
+    for log in raw:
+        cname, event = chain._topics[log["topics"][0]]
+        d = event.process_log(log)
+        args = {k: (Web3.to_checksum_address(v) if isinstance(v, str) and Web3.is_address(v) else _hex(v))
+                for k, v in d["args"].items()}
+        args = {k: (dict(v) if hasattr(v, "keys") else v) for k, v in args.items()}
+        slow.append((d["event"], cname, args, log["blockNumber"], "0x" + bytes(log["transactionHash"]).hex(),
+                     log["logIndex"]))
+    got = [(e.name, e.contract, e.args, e.block_number, e.tx_hash, e.log_index) for e in fast]
+    assert got == slow
+    names = {e.name for e in fast}
+    assert {"RoundOpened", "UpdateSubmitted", "DeadlineBroughtForward", "NodeAdmitted"} <= names, names
