@@ -12,6 +12,7 @@ aggregator that drops entries from the queue cannot shut a node out.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 
@@ -42,6 +43,8 @@ class RelayQueue:
         self._lock = threading.Lock()
         self._pending: dict[tuple[int, str], SignedCommitment] = {}
         self._unmasks: dict[tuple[int, str], SignedUnmask] = {}
+        #: when the oldest queued unmasking post of each round arrived (monotonic seconds)
+        self._unmasks_since: dict[int, float] = {}
         self.max_entries = max_entries
         #: Set by :meth:`add`; the round loop waits on it instead of polling.
         self.arrived = threading.Event()
@@ -78,14 +81,23 @@ class RelayQueue:
             if key not in self._unmasks and len(self._unmasks) >= self.max_entries:
                 return False
             self._unmasks[key] = entry
+            self._unmasks_since.setdefault(entry.round_id, time.monotonic())
         self.arrived.set()
         return True
+
+    def unmask_backlog(self, round_id: int) -> tuple[int, float]:
+        """(how many unmasking posts of ``round_id`` are queued, seconds the oldest has waited)."""
+        with self._lock:
+            n = sum(1 for (r, _) in self._unmasks if r == round_id)
+            since = self._unmasks_since.get(round_id)
+        return n, (time.monotonic() - since) if n and since is not None else 0.0
 
     def take_unmasks(self, round_id: int) -> list[SignedUnmask]:
         """Remove and return the queued unmasking posts of ``round_id`` (others are dropped)."""
         with self._lock:
             mine = sorted((e for (r, _), e in self._unmasks.items() if r == round_id), key=lambda e: e.node.lower())
             self._unmasks.clear()
+            self._unmasks_since.clear()
             if not self._pending:
                 self.arrived.clear()
         return mine

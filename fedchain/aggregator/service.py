@@ -125,6 +125,8 @@ def build_config(
 
 #: After an upload arrives the round loop reads the chain every HOT_POLL seconds for HOT_SECONDS.
 HOT_POLL, HOT_SECONDS = 0.1, 3.0
+#: The longest a queued unmasking post waits for others to share its batch transaction (seconds).
+UNMASK_BATCH_WAIT = 0.3
 
 
 class Aggregator:
@@ -599,9 +601,10 @@ class Aggregator:
         enough_since: float | None = None
         while True:
             phase = self.chain.unmask_phase(round_id)
-            self.relay_unmasks(round_id, phase.unmask_deadline - info.relay_cutoff)
-            phase = self.chain.unmask_phase(round_id)
             now = self.chain.block_timestamp()
+            if self._unmask_batch_due(round_id, phase, enough, now - (phase.unmask_deadline - info.relay_cutoff)):
+                if self.relay_unmasks(round_id, phase.unmask_deadline - info.relay_cutoff):
+                    phase = self.chain.unmask_phase(round_id)
             if phase.unmask_count >= phase.survivor_count or now > phase.unmask_deadline:
                 return phase.unmask_count
             if enough is not None and phase.unmask_count >= enough:
@@ -612,6 +615,20 @@ class Aggregator:
             if self.on_wait:
                 self.on_wait(round_id, phase.unmask_count, phase.survivor_count, max(0.0, phase.unmask_deadline - now))
             self._pause(min(self.poll, 0.1))  # short: the posts arrive within a second or two of the seal
+
+    def _unmask_batch_due(self, round_id: int, phase: Any, enough: int | None, past_cutoff: float) -> bool:
+        """Whether to relay the queued unmasking posts now: once they bring the on-chain count to
+        what the round needs (``enough``, else every survivor), once the oldest has waited
+        :data:`UNMASK_BATCH_WAIT`, or a second before the relay cut-off; so that ten posts
+        arriving within half a second cost one transaction, not one per poll."""
+        if self.relay is None:
+            return False
+        queued, waited = self.relay.unmask_backlog(round_id)
+        if not queued:
+            return False
+        target = enough if enough is not None else phase.survivor_count
+        return (phase.unmask_count + queued >= min(target, phase.survivor_count) or waited >= UNMASK_BATCH_WAIT
+                or past_cutoff >= -1)
 
     def relay_unmasks(self, round_id: int, closes_at: int) -> int:
         """Relay queued unmasking posts in one ``submitUnmaskBatch``; returns how many were sent."""

@@ -468,11 +468,15 @@ def selected_of(chain: ChainReader, round_id: int) -> tuple[list[str], dict[str,
     got = _SELECTED.get(round_id)
     if got is not None and got[0] == (chain.chain_id, chain.rounds_address):
         return got[1]
-    value = chain.selected_set(chain.get_round(round_id))  # type: ignore[attr-defined]
-    if len(_SELECTED) > 64:
-        _SELECTED.clear()
-    _SELECTED[round_id] = ((chain.chain_id, chain.rounds_address), value)
-    return value
+    with _ROUND_CACHE_LOCK:  # ten uploads arriving together: one of them reads the chain
+        got = _SELECTED.get(round_id)
+        if got is not None and got[0] == (chain.chain_id, chain.rounds_address):
+            return got[1]
+        value = chain.selected_set(chain.get_round(round_id))  # type: ignore[attr-defined]
+        if len(_SELECTED) > 64:
+            _SELECTED.clear()
+        _SELECTED[round_id] = ((chain.chain_id, chain.rounds_address), value)
+        return value
 
 
 def secure_set_of(chain: ChainReader, round_id: int) -> list[str]:
@@ -484,6 +488,9 @@ def secure_set_of(chain: ChainReader, round_id: int) -> list[str]:
 
 
 _SELECTED: dict[int, tuple[tuple[int, str], tuple[list[str], dict[str, bytes]]]] = {}
+#: Serialises filling _SELECTED and _SEALED, so that concurrent uploads of one round do not each
+#: replay its events (they wait for the first, then read the cache).
+_ROUND_CACHE_LOCK = threading.RLock()
 _SEALED: dict[tuple[int, str, int, int], tuple[int, list[str], tuple[list[str], dict[str, bytes]]]] = {}
 
 
@@ -569,15 +576,19 @@ class UnmaskUploadPolicy:
         got = _SEALED.get(key)
         if got is not None:
             return got
-        selected = selected_of(self.chain, round_id)
-        view = self.chain.secure_view(round_id, selected=selected)  # type: ignore[attr-defined]
-        if not view.phase.sealed:
-            return None
-        value = (view.phase.unmask_deadline, [c.node for c in view.survivors], selected)
-        if len(_SEALED) > 64:
-            _SEALED.clear()
-        _SEALED[key] = value
-        return value
+        with _ROUND_CACHE_LOCK:
+            got = _SEALED.get(key)
+            if got is not None:
+                return got
+            selected = selected_of(self.chain, round_id)
+            view = self.chain.secure_view(round_id, selected=selected)  # type: ignore[attr-defined]
+            if not view.phase.sealed:
+                return None
+            value = (view.phase.unmask_deadline, [c.node for c in view.survivors], selected)
+            if len(_SEALED) > 64:
+                _SEALED.clear()
+            _SEALED[key] = value
+            return value
 
     def _queue(self, round_id: int, h: str, signer: str, signature: str, info: RoundInfo, unmask_deadline: int,
                now: int) -> str:
