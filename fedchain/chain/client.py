@@ -200,11 +200,9 @@ class ChainClient:
             spec = self._views[key] = ViewAbi.of(contract.abi, name, len(args))
         tag = "latest" if block is None else hex(int(block))
         try:
-            resp = self.w3.provider.make_request(
-                "eth_call", [{"to": contract.address, "data": spec.calldata(args)}, tag])
-        except (requests.exceptions.RequestException, OSError) as exc:
-            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
-        result = resp.get("result") if isinstance(resp, dict) and "error" not in resp else None
+            result = self._raw("eth_call", [{"to": contract.address, "data": spec.calldata(args)}, tag])
+        except ChainError:  # a revert (or an odd answer): web3's call below names it
+            result = None
         if isinstance(result, str) and result.startswith("0x") and len(result) > 2:
             try:
                 return spec.result(bytes.fromhex(result[2:]))

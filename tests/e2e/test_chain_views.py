@@ -28,7 +28,7 @@ def chain(tmp_path_factory):
         params = RoundParams(deadline=agg.block_timestamp() + 600, min_updates=1, max_samples=1000,
                              relay_cutoff=5, close_window=60)
         agg.open_round(agg.latest_model_hash(), "0x" + "c0" * 32, params)
-        agg.commit_block = node.submit_update(1, "0x" + "11" * 32, 7).block_number
+        node.submit_update(1, "0x" + "11" * 32, 7)
         yield agg
     finally:
         stop_all([dev.anvil])
@@ -58,7 +58,8 @@ def test_every_view_the_client_reads_answers_what_web3_answers(chain, monkeypatc
 
 
 def test_views_at_an_earlier_block_answer_what_web3_answers_there(chain):
-    block = chain.commit_block - 1  # before the commitment
+    committed = chain.events_named(chain.deploy_block, None, {"UpdateSubmitted"})[0].block_number
+    block = committed - 1  # before the commitment
     assert chain._view(chain.rounds, "hasCommitted", 1, dev_account(1).address, block=block) is False
     for contract, name, args in _cases(chain):
         fast = chain._view(contract, name, *args, block=block)
