@@ -95,9 +95,11 @@ def test_fee_caps_are_read_once_per_ttl_and_follow_the_base_fee_rule(chain, monk
 
     monkeypatch.setattr(requests.Session, "post", spy)
     chain._fee_cache = None
+    head = chain.block_number()
     fees = chain._fees()
-    base = chain.w3.eth.get_block("latest")["baseFeePerGas"]
-    assert fees["maxFeePerGas"] == 2 * base + fees["maxPriorityFeePerGas"]
+    # web3's rule on the base fee of the block it read (anvil mines a block a second meanwhile)
+    bases = {chain.w3.eth.get_block(b)["baseFeePerGas"] for b in range(head, chain.block_number() + 1)}
+    assert any(fees["maxFeePerGas"] == 2 * base + fees["maxPriorityFeePerGas"] for base in bases), (fees, bases)
     for i in (3, 4):  # two transactions inside the TTL: no fee reads of their own
         chain.admit_node(dev_account(i).address)
     assert sent.count("eth_maxPriorityFeePerGas") == 1
