@@ -332,10 +332,12 @@ def check_counts(args: argparse.Namespace) -> None:
                           hint="e.g. fedchain demo --nodes 3 --rounds 5")
     if args.min_updates is not None and not 1 <= args.min_updates <= n:
         raise ConfigError(f"--min-updates must be in 1..{n} (the number of nodes), got {args.min_updates}")
+    from fedchain.aggregator.config import close_window_problem
+
     window, cutoff = int(getattr(args, "close_window", 0) or 0), int(getattr(args, "relay_cutoff", 5))
-    if window and window <= cutoff:
-        raise ConfigError(f"--close-window ({window} s) must exceed --relay-cutoff ({cutoff} s)",
-                          hint=f"e.g. --close-window {window} --relay-cutoff {max(0, window - 1)}")
+    problem = close_window_problem(window, cutoff)
+    if problem:
+        raise ConfigError(problem, hint=f"e.g. --close-window {window} --relay-cutoff {max(0, window - 1)}")
 
 
 #: How each built-in task's primary metric reads to a person.

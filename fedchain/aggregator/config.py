@@ -50,6 +50,16 @@ MODES = ("transparent", "secure")
 SECURE_STRATEGIES = ("fedavg",)
 
 
+def close_window_problem(close_window: int, relay_cutoff: int) -> str | None:
+    """Why ``close_window`` cannot go with ``relay_cutoff`` (the contract's ``InvalidCloseWindow``),
+    or None: a window must be 0 (off) or exceed the cut-off, else bringing the deadline forward
+    would close the relay at once."""
+    if close_window and close_window <= relay_cutoff:
+        return (f"the close window ({close_window} s) must exceed the relay cut-off ({relay_cutoff} s): "
+                "bringing the deadline forward would otherwise close the relay at once")
+    return None
+
+
 @dataclass(frozen=True)
 class RoundRules:
     """The parts of a round config that the API and ``verify`` enforce, parsed and checked."""
@@ -130,9 +140,9 @@ class RoundRules:
             strategy=strategy,
             close_window=integer(config.get("close_window", 0), "close_window", 0, 2**32 - 1),
         )
-        if rules.close_window and rules.close_window <= rules.relay_cutoff:
-            raise fail(f"close_window ({rules.close_window} s) must exceed relay.cutoff_seconds "
-                       f"({rules.relay_cutoff} s), or the relay would close as the deadline moves forward")
+        problem = close_window_problem(rules.close_window, rules.relay_cutoff)
+        if problem:
+            raise fail(f"close_window: {problem} (relay.cutoff_seconds)")
         return rules
 
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from fedchain.aggregator.compute import RoundComputation, RoundContext, compute_round
 from fedchain.aggregator.config import (
-    CONFIG_VERSION, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_UPDATE_BYTES, MAX_CONFIG_BYTES, RoundRules, scheduled_lr,
+    CONFIG_VERSION, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_UPDATE_BYTES, MAX_CONFIG_BYTES, RoundRules, close_window_problem,
+    scheduled_lr,
 )
 from fedchain.aggregator.relay import RelayQueue
 from fedchain.chain.client import ChainClient
@@ -179,11 +180,10 @@ class Aggregator:
         self.max_samples = max_samples
         self.relay_cutoff = relay_cutoff
         self.close_window = int(close_window)
-        if self.close_window and self.close_window <= self.relay_cutoff:
-            raise ConfigError(
-                f"the close window ({self.close_window} s) must exceed the relay cut-off ({self.relay_cutoff} s): "
-                "bringing the deadline forward would otherwise close the relay at once",
-                hint=f"--close-window {self.relay_cutoff + 1} or more, or --close-window 0 (off)")
+        problem = close_window_problem(self.close_window, self.relay_cutoff)
+        if problem:
+            raise ConfigError(problem, hint=f"--close-window {self.relay_cutoff + 1} or more, --relay-cutoff "
+                                            f"{max(0, self.close_window - 1)} or less, or --close-window 0 (off)")
         self.selection_rate = selection_rate
         self.update_access = update_access
         self.lr_schedule = lr_schedule

@@ -68,7 +68,9 @@ def test_new_key_writes_an_encrypted_keystore_a_node_can_load(tmp_path):
     (["--nodes", "0"], "argument --nodes: must be at least 1, got 0"),
     (["--rounds", "0"], "argument --rounds: must be at least 1, got 0"),  # the demo; the aggregator takes 0
     (["--nodes", "2", "--min-updates", "3"], "--min-updates must be in 1..2"),
-], ids=["nodes-0", "rounds-0", "quorum-above-nodes"])
+    (["--close-window", "5"], "the close window (5 s) must exceed the relay cut-off (5 s)"),
+    (["--close-window", "-1"], "argument --close-window"),
+], ids=["nodes-0", "rounds-0", "quorum-above-nodes", "close-window-not-above-cutoff", "close-window-negative"])
 def test_demo_refuses_bad_counts_before_starting_anything(argv, message, tmp_path):
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-m", "fedchain.cli", "demo", *argv, "--workdir", str(tmp_path / "demo")],

@@ -238,6 +238,6 @@ def test_round_config_refuses_a_close_window_not_above_the_relay_cutoff_as_bad_c
                       seed=1, round_id=1, min_updates=1, eval_seed=0, relay_cutoff=5, close_window=6)
     assert RoundRules.of(ok).close_window == 6
     bad = dict(ok, close_window=5)
-    with pytest.raises(InvalidBlob, match="close_window .* must exceed relay.cutoff_seconds") as e:
+    with pytest.raises(InvalidBlob, match="close_window: the close window .* must exceed the relay cut-off") as e:
         RoundRules.of(bad)
     assert e.value.reason == "bad_config"
