@@ -568,13 +568,13 @@ class ChainClient:
         if self._fee_cache is not None and now - self._fee_cache[0] < FEE_TTL:
             return self._fee_cache[1]
         base = self._block("latest").get("baseFeePerGas")
-        if base is None:
-            return {}
-        try:
-            priority = int(self.w3.eth.max_priority_fee)
-        except (requests.exceptions.RequestException, OSError) as exc:
-            raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
-        fees = {"maxFeePerGas": 2 * int(base) + priority, "maxPriorityFeePerGas": priority}
+        fees: dict[str, int] = {}
+        if base is not None:
+            try:
+                priority = int(self.w3.eth.max_priority_fee)
+            except (requests.exceptions.RequestException, OSError) as exc:
+                raise RpcUnavailable(self.rpc_url, type(exc).__name__) from exc
+            fees = {"maxFeePerGas": 2 * int(base) + priority, "maxPriorityFeePerGas": priority}
         self._fee_cache = (now, fees)
         return fees
 
