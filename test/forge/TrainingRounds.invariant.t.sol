@@ -146,7 +146,9 @@ contract TrainingRoundsInvariantTest is Test {
         // seed: closeMode 4 (a close window of relayCutoff + 1 = 1 s), bits 16-19 not all zero (a valid
         // unmask window, 0 for a transparent round), transparent, unsampled, cut-off 0.
         uint256 seed = 4 << 24 | 1 << 16;
-        handler.open(seed, 2, 1000, 0, 0, 1000, 0, 0);
+        // The handler's bound() maps x to min + x % (max - min + 1): quorum 2, sample cap 1000, a 1001 s round.
+        handler.open(seed, 1, 999, 0, 0, 1000, 0, 0);
+        assertEq(rounds.getRound(1).minUpdates, 2, "quorum");
         uint256 rid = rounds.currentRoundId();
         assertEq(rounds.getRound(rid).closeWindow, 1, "close window");
         uint64 opened = rounds.getRound(rid).deadline;
