@@ -7,24 +7,37 @@ import signal
 import subprocess
 import sys
 
+import contextlib
+from typing import Any, Iterator
+
 from fedchain.devchain import env_with_repo
 from fedchain.settings import REPO_ROOT
 from harness import wait_for
 
 
-def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
-    summary_path = tmp_path / "summary.json"
-    log = tmp_path / "demo.log"
+@contextlib.contextmanager
+def served_demo(tmp_path, *argv: str) -> Iterator[tuple[subprocess.Popen, dict[str, Any], str]]:
+    """`fedchain demo ARGV --serve` until its rounds are done and it serves: (process, JSON
+    summary, output so far). Killed on the way out if the test did not stop it."""
+    summary_path, log = tmp_path / "summary.json", tmp_path / "demo.log"
     demo = subprocess.Popen(
-        [sys.executable, "-m", "fedchain.cli", "demo", "--task", "examples.my_task:task", "--nodes", "2",
-         "--rounds", "2", "--json", str(summary_path), "--workdir", str(tmp_path / "demo"), "--serve"],
+        [sys.executable, "-m", "fedchain.cli", "demo", *argv, "--json", str(summary_path),
+         "--workdir", str(tmp_path / "demo"), "--serve"],
         stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env_with_repo(), cwd=REPO_ROOT,
     )
     try:
         wait_for(lambda: "Ctrl-C to stop" in log.read_text() or demo.poll() is not None, 240, "the demo to serve")
         out = log.read_text()
         assert demo.poll() is None, out[-3000:]
-        summary = json.loads(summary_path.read_text())
+        yield demo, json.loads(summary_path.read_text()), out
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+
+def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
+    with served_demo(tmp_path, "--task", "examples.my_task:task", "--nodes", "2", "--rounds", "2") as (
+            demo, summary, out):
         assert summary["api_url"].startswith("http://127.0.0.1:") and summary["chain_id"] == 31337
         assert set(summary["contracts"]) == {"NodeRegistry", "TrainingRounds"}
         rounds = summary["rounds"]
@@ -67,28 +80,15 @@ def test_demo_runs_a_user_task_serves_and_every_round_verifies(tmp_path):
             assert check.returncode == 0, check.stdout + check.stderr
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0
-    finally:
-        if demo.poll() is None:
-            demo.kill()
 
 
 def test_a_node_that_dies_before_committing_costs_the_close_window_not_the_deadline(tmp_path):
     """Three real node processes, a 300 s deadline and a 6 s close window; node 3 crashes after
     uploading in round 2. Round 2 finalizes with the other two within seconds, because their
     commitments (the quorum of 2) brought the deadline forward on-chain, and verify passes."""
-    summary_path = tmp_path / "summary.json"
-    log = tmp_path / "demo.log"
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "fedchain.cli", "demo", "--nodes", "3", "--rounds", "2", "--min-updates", "2",
-         "--round-seconds", "300", "--close-window", "6", "--relay-cutoff", "1", "--crash-at", "3=after-upload@2",
-         "--no-compare", "--json", str(summary_path), "--workdir", str(tmp_path / "demo"), "--serve"],
-        stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env_with_repo(), cwd=REPO_ROOT,
-    )
-    try:
-        wait_for(lambda: "Ctrl-C to stop" in log.read_text() or demo.poll() is not None, 240, "the demo to serve")
-        out = log.read_text()
-        assert demo.poll() is None, out[-3000:]
-        summary = json.loads(summary_path.read_text())
+    with served_demo(tmp_path, "--nodes", "3", "--rounds", "2", "--min-updates", "2", "--round-seconds", "300",
+                     "--close-window", "6", "--relay-cutoff", "1", "--crash-at", "3=after-upload@2",
+                     "--no-compare") as (demo, summary, out):
         r1, r2 = summary["rounds"]
         assert (r1["status"], r1["accepted"]) == ("finalized", 3)
         assert (r2["status"], r2["accepted"]) == ("finalized", 2), out[-3000:]
@@ -109,6 +109,3 @@ def test_a_node_that_dies_before_committing_costs_the_close_window_not_the_deadl
         assert check.returncode == 0, check.stdout + check.stderr
         demo.send_signal(signal.SIGINT)
         assert demo.wait(30) == 0
-    finally:
-        if demo.poll() is None:
-            demo.kill()
