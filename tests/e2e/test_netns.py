@@ -17,14 +17,13 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
 import httpx
 import pytest
 
-from fedchain.devchain import env_with_repo
+from fedchain.devchain import env_with_repo, stop_processes
 from harness import wait_for
 
 NODES = 3
@@ -199,11 +198,4 @@ def test_nodes_in_their_own_namespaces_train_through_veth_links_only(namespaces,
                                cwd=tmp_path, timeout=180)
         assert audit.returncode == 0, audit.stdout + audit.stderr
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(list(procs.values()), timeout=20)
