@@ -111,18 +111,25 @@ def check_update(
     ctx: RoundContext,
     max_bytes: int,
     uploaded_hashes: Sequence[str] = (),
+    *,
+    verified: bool = False,
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
-    """Validate one committed update. Returns (weights, None) or (None, "code: explanation")."""
-    reason = check_blob(data, c, max_bytes, uploaded_hashes)
+    """Validate one committed update. Returns (weights, None) or (None, "code: explanation").
+    ``verified``: ``data`` was read under ``c.update_hash`` by a store that checked it hashes to
+    that (see :func:`check_blob`)."""
+    reason = check_blob(data, c, max_bytes, uploaded_hashes, verified=verified)
     if reason is not None or data is None:
         return None, reason
     return _checked_copy(data, c, spec, ctx, max_bytes)
 
 
-def check_blob(data: bytes | None, c: Commitment, max_bytes: int, uploaded_hashes: Sequence[str] = ()) -> str | None:
+def check_blob(data: bytes | None, c: Commitment, max_bytes: int, uploaded_hashes: Sequence[str] = (), *,
+               verified: bool = False) -> str | None:
     """The checks every committed blob meets before its contents (plaintext or masked) are decoded:
     it was uploaded, is within the round's size limit and hashes to the commitment. The reason
-    ("code: explanation"), or None."""
+    ("code: explanation"), or None. ``verified``: ``data`` is what a verifying store returned for
+    ``c.update_hash`` (its ``get`` re-hashes and raises on a mismatch), so the hash is not computed
+    a second time."""
     if data is None:
         others = [h for h in uploaded_hashes if h != c.update_hash]
         if others:
@@ -130,9 +137,10 @@ def check_blob(data: bytes | None, c: Commitment, max_bytes: int, uploaded_hashe
         return f"{MISSING_UPLOAD}: no blob with the committed hash {c.update_hash} was uploaded"
     if len(data) > max_bytes:
         return f"too_large: blob is {len(data)} bytes, the round's limit is {max_bytes}"
-    actual = commitment(data)
-    if actual != c.update_hash:
-        return f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
+    if not verified:
+        actual = commitment(data)
+        if actual != c.update_hash:
+            return f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
     return None
 
 
@@ -144,6 +152,7 @@ def decide(
     ctx: RoundContext,
     *,
     uploads: Callable[[str], Sequence[str]] | None = None,
+    fetch_verified: bool = False,
 ) -> list[tuple[UpdateDecision, dict[str, np.ndarray] | None]]:
     """Check every commitment (``commitments`` in commit order, as the chain lists them).
 
@@ -155,7 +164,8 @@ def decide(
     spec = tensor_spec(base)
     return list(_check_each(
         commitments, fetch,
-        lambda data, c: check_update(data, c, spec, ctx, rules.max_update_bytes, uploads(c.node) if uploads else ()),
+        lambda data, c: check_update(data, c, spec, ctx, rules.max_update_bytes, uploads(c.node) if uploads else (),
+                                     verified=fetch_verified),
     ))
 
 
@@ -242,7 +252,7 @@ def _conclude(
 
 def compute_round(
     config: Mapping[str, Any],
-    base: Mapping[str, np.ndarray],
+    base: "Mapping[str, np.ndarray] | ModelShapes",
     commitments: Sequence[Commitment],
     fetch: Callable[[str], bytes | None],
     ctx: RoundContext,
@@ -250,8 +260,15 @@ def compute_round(
     min_updates: int,
     uploads: Callable[[str], Sequence[str]] | None = None,
     state: Mapping[str, np.ndarray] | None = None,
+    fetch_verified: bool = False,
 ) -> RoundComputation:
     """Decide, merge and serialise. ``fetch(hash)`` returns the blob's bytes or None if absent.
+
+    ``base`` is the base model's arrays, or only its :class:`ModelShapes` when the rule does not
+    read the base model's values (:func:`reads_base_values`: FedAvg and FedProx), so that the
+    caller need not hold the base model during the round. ``fetch_verified``: ``fetch(h)`` returns
+    only bytes that hash to ``h`` (a store's verifying ``get``, which raises on corrupted bytes),
+    so the per-blob comparison with the commitment is already done and each blob is hashed once.
 
     Mean-type rules (fedavg, fedprox, and the server optimisers' pseudo-gradient) run streaming
     (:func:`stream_round`: O(model) memory, the same result to the bit); median and trimmed mean
@@ -260,13 +277,44 @@ def compute_round(
     every accepted update decoded and its float64 delta (docs/benchmarks.md, "Memory by rule")."""
     rules = RoundRules.of(config)
     strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
-    if streaming_kind(strategy) is not None:
+    kind = streaming_kind(strategy)
+    if isinstance(base, ModelShapes) and kind != "models":
+        raise ValueError(f"strategy {rules.strategy['name']} reads the base model's values: pass its arrays, "
+                         "not only its shapes")
+    if kind is not None:
         return stream_round(config, base, commitments, fetch, ctx, min_updates=min_updates, uploads=uploads,
-                            state=state)
+                            state=state, fetch_verified=fetch_verified)
     if sliced_kind(strategy) is not None:
-        return sliced_round(config, base, commitments, fetch, ctx, min_updates=min_updates, uploads=uploads)
-    return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads),
+        return sliced_round(config, base, commitments, fetch, ctx, min_updates=min_updates, uploads=uploads,
+                            fetch_verified=fetch_verified)
+    return merge(config, base, decide(config, base, commitments, fetch, ctx, uploads=uploads,
+                                      fetch_verified=fetch_verified),
                  min_updates=min_updates, state=state)
+
+
+@dataclass(frozen=True)
+class ModelShapes:
+    """A base model's tensor names and shapes without its values: all that a round whose rule
+    does not read the base model's values needs of it (:func:`reads_base_values`), so that the
+    aggregator does not hold the base model (1x model) while such a round streams."""
+
+    shapes: Mapping[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, base: Mapping[str, Any]) -> "ModelShapes":
+        return cls({name: tuple(shape) for name, shape in tensor_spec(base).items()})
+
+
+def reads_base_values(config: Mapping[str, Any]) -> bool:
+    """False for the rules whose model is the weighted mean of the updates themselves (fedavg,
+    fedprox): their round needs only the base model's :class:`ModelShapes`. True for every other
+    rule (the server optimisers, the robust rules: they work on ``update - base``)."""
+    rules = RoundRules.of(config)
+    return streaming_kind(get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})) != "models"
+
+
+def _spec_of(base: Mapping[str, np.ndarray] | ModelShapes) -> dict[str, tuple[int, ...]]:
+    return dict(base.shapes) if isinstance(base, ModelShapes) else tensor_spec(base)
 
 
 # --- streaming (O(model) memory) -------------------------------------------------------------------
@@ -296,6 +344,8 @@ def check_update_views(
     ctx: RoundContext,
     max_bytes: int,
     uploaded_hashes: Sequence[str] = (),
+    *,
+    verified: bool = False,
 ) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """:func:`check_update` without copying: on acceptance the arrays are read-only float32 views
     into ``data`` (keep ``data`` alive while using them). Accepts and rejects exactly what
@@ -306,10 +356,10 @@ def check_update_views(
     tensor bytes and whose values are all finite is exactly a blob :func:`decode_update` accepts
     (same arrays). Anything else goes through :func:`check_update` itself, for its reason."""
     if data is None or len(data) > max_bytes or sys.byteorder != "little":
-        return check_update(data, c, spec, ctx, max_bytes, uploaded_hashes)
-    actual = commitment(data)
-    if actual != c.update_hash:
-        return None, f"{HASH_MISMATCH}: blob hashes to {actual}, commitment is {c.update_hash}"
+        return check_update(data, c, spec, ctx, max_bytes, uploaded_hashes, verified=verified)
+    reason = check_blob(data, c, max_bytes, uploaded_hashes, verified=verified)
+    if reason is not None:
+        return None, reason
     prefix = _expected_header(spec, ctx, c.node)
     sizes = {name: math.prod(spec[name]) for name in spec}
     view = memoryview(data).cast("B")
@@ -352,7 +402,7 @@ def _checked_copy(data: bytes, c: Commitment, spec: Mapping[str, tuple[int, ...]
 
 def stream_round(
     config: Mapping[str, Any],
-    base: Mapping[str, np.ndarray],
+    base: "Mapping[str, np.ndarray] | ModelShapes",
     commitments: Sequence[Commitment],
     fetch: Callable[[str], bytes | None],
     ctx: RoundContext,
@@ -360,6 +410,7 @@ def stream_round(
     min_updates: int,
     uploads: Callable[[str], Sequence[str]] | None = None,
     state: Mapping[str, np.ndarray] | None = None,
+    fetch_verified: bool = False,
 ) -> RoundComputation:
     """:func:`compute_round` for a mean-type rule, holding one update at a time.
 
@@ -368,20 +419,23 @@ def stream_round(
     (:class:`~fedchain.strategy.aggregate.RunningWeightedMean`, the running form of the rule's
     ``weighted_mean``), and dropped. Decisions, weights, model, state, details and errors are those
     of ``merge(decide(...))`` to the bit (tests/unit/test_streaming_merge.py). Peak memory: the
-    accumulators (8 bytes per parameter), one blob (4 per parameter), the base the caller holds,
-    and slices of :data:`~fedchain.strategy.aggregate.STREAM_CHUNK` elements; plus, at the end,
-    the new model (4 per parameter) and, for a server optimiser, its moments."""
+    accumulators (8 bytes per parameter), one blob (4 per parameter), the base if the caller
+    holds it (a FedAvg or FedProx round needs only its :class:`ModelShapes`), and slices of
+    :data:`~fedchain.strategy.aggregate.STREAM_CHUNK` elements; plus, at the end, the new model
+    (4 per parameter) and, for a server optimiser, its moments."""
     rules = RoundRules.of(config)
     strategy = get_strategy(rules.strategy["name"], rules.strategy.get("params") or {})
     kind = streaming_kind(strategy)
     if kind is None:
         raise ValueError(f"strategy {rules.strategy['name']} does not stream; use decide() and merge()")
-    spec = tensor_spec(base)
-    names = sorted(base)
+    if isinstance(base, ModelShapes) and kind != "models":
+        raise ValueError(f"strategy {rules.strategy['name']} reads the base model's values: pass its arrays")
+    spec = _spec_of(base)
+    names = sorted(spec)
     sums = {name: RunningWeightedMean(spec[name]) for name in names}
     checked: list[UpdateDecision] = []
     views_of = lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes,  # noqa: E731
-                                                  uploads(c.node) if uploads else ())
+                                                  uploads(c.node) if uploads else (), verified=fetch_verified)
     for decision, views in _check_each(commitments, fetch, views_of):
         checked.append(decision)
         n = min(decision.num_samples, rules.max_samples)
@@ -444,6 +498,7 @@ def sliced_round(
     *,
     min_updates: int,
     uploads: Callable[[str], Sequence[str]] | None = None,
+    fetch_verified: bool = False,
 ) -> RoundComputation:
     """:func:`compute_round` for median / trimmed mean (no ``pre``), one slice of coordinates at a time.
 
@@ -463,7 +518,8 @@ def sliced_round(
     spec = tensor_spec(base)
     checked = list(_check_each(
         commitments, fetch,
-        lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes, uploads(c.node) if uploads else ()),
+        lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes, uploads(c.node) if uploads else (),
+                                           verified=fetch_verified),
     ))
     accepted = [ClientUpdate(node=d.node, weights=w, num_samples=min(d.num_samples, rules.max_samples))
                 for d, w in checked if d.accepted and w is not None]

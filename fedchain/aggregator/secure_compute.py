@@ -81,11 +81,13 @@ def check_masked(
     ctx: RoundContext,
     secure_set: Sequence[str],
     uploaded_hashes: Sequence[str] = (),
+    verified: bool = False,
 ) -> str | None:
-    """Why committer ``c``'s masked blob ``data`` cannot be in the sum ("code: explanation"), or None."""
+    """Why committer ``c``'s masked blob ``data`` cannot be in the sum ("code: explanation"), or None.
+    ``verified``: as :func:`~fedchain.aggregator.compute.check_blob`'s."""
     if c.node.lower() not in {a.lower() for a in secure_set}:
         return f"{NOT_SELECTED}: {c.node} is not in the round's secure set (not eligible at opening, or no valid X25519 key)"
-    reason = check_blob(data, c, rules.max_update_bytes, uploaded_hashes)
+    reason = check_blob(data, c, rules.max_update_bytes, uploaded_hashes, verified=verified)
     if reason is not None or data is None:
         return reason
     try:
@@ -104,15 +106,17 @@ def seal_decisions(
     ctx: RoundContext,
     *,
     uploads: Callable[[str], Sequence[str]] | None = None,
+    fetch_verified: bool = False,
 ) -> list[UpdateDecision]:
-    """Every commitment checked, in node order; the rejected ones are the seal's exclusions."""
+    """Every commitment checked, in node order; the rejected ones are the seal's exclusions.
+    ``fetch_verified``: as :func:`~fedchain.aggregator.compute.compute_round`'s."""
     rules = RoundRules.of(config)
     spec = tensor_spec(base)
     s = inputs.secure_set()
 
     def check(data: bytes | None, c: Commitment) -> tuple[Any, str | None]:
         reason = check_masked(data, c, rules=rules, spec=spec, ctx=ctx, secure_set=s,
-                              uploaded_hashes=uploads(c.node) if uploads else ())
+                              uploaded_hashes=uploads(c.node) if uploads else (), verified=fetch_verified)
         return (True if reason is None else None), reason
 
     return [d for d, _ in _check_each(inputs.commitments, fetch, check)]
@@ -144,9 +148,11 @@ def compute_secure_round(
     min_updates: int,
     exclusions: Mapping[str, str] | None = None,
     prev_privacy: Mapping[str, Any] | None = None,
+    fetch_verified: bool = False,
 ) -> RoundComputation:
     """Unmask the survivors' sum and merge it. ``exclusions`` (node -> reason, from the seal's
-    report) explains the excluded nodes' decisions. No model (``details["error"]``) when the
+    report) explains the excluded nodes' decisions. ``fetch_verified``: as
+    :func:`~fedchain.aggregator.compute.compute_round`'s. No model (``details["error"]``) when the
     masks cannot be removed or the sum is out of range: the round then expires."""
     from fedchain.secure.pipeline import unmask_round
 
@@ -173,7 +179,7 @@ def compute_secure_round(
     masked: dict[str, bytes] = {}
     for c in survivors:
         data = fetch(c.update_hash)
-        if data is None or commitment(data) != c.update_hash:
+        if data is None or (not fetch_verified and commitment(data) != c.update_hash):
             result.details = {"error": f"{MISSING_UPLOAD}: the masked blob of survivor {c.node} is not available"}
             return result
         masked[c.node] = data
@@ -181,7 +187,7 @@ def compute_secure_round(
     bad_posts: list[dict[str, str]] = []
     for node, h in inputs.posts:
         data = fetch(h)
-        if data is None or commitment(data) != h:
+        if data is None or (not fetch_verified and commitment(data) != h):
             bad_posts.append({"holder": node, "reason": MISSING_UPLOAD})
             continue
         unmask_blobs[node] = data

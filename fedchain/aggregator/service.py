@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from fedchain.aggregator.compute import RoundComputation, RoundContext, compute_round
+from fedchain.aggregator.compute import ModelShapes, RoundComputation, RoundContext, compute_round, reads_base_values
 from fedchain.aggregator.config import (
     CONFIG_VERSION, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_UPDATE_BYTES, MAX_CONFIG_BYTES, RoundRules, close_window_problem,
     scheduled_lr,
@@ -31,6 +31,7 @@ from fedchain.chain.types import RoundParams, RoundStatus
 from fedchain.codec import decode_json, decode_tensors, encode_json, encode_tensors, load_arrays_into, state_dict_to_arrays
 from fedchain.errors import BlobNotFound, ChainError, ConfigError, ContractRevert, RpcUnavailable
 from fedchain.hashing import commitment
+from fedchain.memory import release_freed_memory, reuse_freed_memory
 from fedchain.store import BlobStore
 from fedchain.strategy import get_strategy
 
@@ -266,6 +267,12 @@ class Aggregator:
             raise self._missing_base(base_hash) from exc
         return decode_tensors(data, max_bytes=max_bytes)
 
+    def _fetch(self, h: str) -> bytes | None:
+        """A committed blob for a round's computation, or None if it was never uploaded. The
+        store's ``get`` re-hashes it (HashMismatch for corrupted bytes), so the computation is told
+        ``fetch_verified`` and does not hash it again."""
+        return self.store.get(h) if self.store.has(h) else None
+
     def _config(self, config_hash: str) -> dict[str, Any]:
         return decode_json(self.store.get(config_hash), max_bytes=MAX_CONFIG_BYTES)
 
@@ -494,15 +501,19 @@ class Aggregator:
             return self._run_secure(rid, config, opened)
         # The commit phase is over: the list cannot change any more. Read it at one block.
         info, commitments = self.chain.round_view(rid)
-        base = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
-
-        def fetch(h: str) -> bytes | None:
-            return self.store.get(h) if self.store.has(h) else None
-
+        base: dict[str, np.ndarray] | ModelShapes = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
+        if not reads_base_values(config):
+            base = ModelShapes.of(base)  # FedAvg/FedProx: the round needs only the names and shapes
         uploads = (lambda node: self.uploads_lookup(rid, node)) if self.uploads_lookup else None
         ctx = RoundContext(self.chain.chain_id, self.chain.rounds_address, rid)
-        comp = compute_round(config, base, commitments, fetch, ctx, min_updates=info.min_updates, uploads=uploads,
-                             state=self._state_in(config, rules.max_update_bytes))
+        reuse_freed_memory()  # one update blob after another: reuse the last one's pages (fedchain.memory)
+        try:
+            comp = compute_round(config, base, commitments, self._fetch, ctx, min_updates=info.min_updates,
+                                 uploads=uploads, state=self._state_in(config, rules.max_update_bytes),
+                                 fetch_verified=True)
+        finally:
+            del base
+            release_freed_memory()
         gas = {"open": opened["open_gas"]} if "open_gas" in opened else {}
         if comp.model_hash is None:
             return self._expire(rid, info.deadline, comp, gas)
@@ -522,12 +533,10 @@ class Aggregator:
         info = view.info
         base = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
         ctx = RoundContext(self.chain.chain_id, self.chain.rounds_address, rid)
-
-        def fetch(h: str) -> bytes | None:
-            return self.store.get(h) if self.store.has(h) else None
-
+        fetch = self._fetch
         uploads = (lambda node: self.uploads_lookup(rid, node)) if self.uploads_lookup else None
-        decisions = seal_decisions(config, base, SecureRoundInputs.of(view), fetch, ctx, uploads=uploads)
+        decisions = seal_decisions(config, base, SecureRoundInputs.of(view), fetch, ctx, uploads=uploads,
+                                   fetch_verified=True)
         exclusions = {d.node: d.reason or "" for d in decisions if not d.accepted}
         if not view.phase.sealed:
             sealed = self._seal(rid, sorted(exclusions), gas)
@@ -548,7 +557,7 @@ class Aggregator:
             view = self.chain.secure_view(rid, selected=selected)
             comp = compute_secure_round(config, base, SecureRoundInputs.of(view), fetch, ctx,
                                         min_updates=info.min_updates, exclusions=exclusions,
-                                        prev_privacy=self._privacy_state(prev_hash))
+                                        prev_privacy=self._privacy_state(prev_hash), fetch_verified=True)
             phase = view.phase
             if (comp.model_hash is not None or phase.unmask_count >= phase.survivor_count
                     or self.chain.block_timestamp() > phase.unmask_deadline

@@ -9,6 +9,9 @@ fused multiply-add. docs/protocol.md ("Aggregation rule (FedAvg)") is the normat
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -115,6 +118,64 @@ def sorted_rows(arrays: Sequence[np.ndarray]) -> np.ndarray:
 #: Elements per slice of the streaming helpers below (512 KiB of float64: stays in cache).
 STREAM_CHUNK = 1 << 16
 
+#: Arrays of at least this many slices are added on several threads (numpy releases the GIL in its
+#: loops). Each element still sees the same operations in the same order: the threads split the
+#: array into contiguous spans, so the result does not depend on their number.
+PARALLEL_MIN_SLICES = 16
+_MAX_ADD_WORKERS = 4
+_pool_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+
+
+def _add_workers(size: int) -> int:
+    if size < PARALLEL_MIN_SLICES * STREAM_CHUNK:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, _MAX_ADD_WORKERS))
+
+
+def _executor() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(max_workers=_MAX_ADD_WORKERS, thread_name_prefix="running-mean"))
+        return _pool[0]
+
+
+def spans(size: int, parts: int) -> list[tuple[int, int]]:
+    """``[0, size)`` cut into at most ``parts`` contiguous spans whose starts are multiples of
+    :data:`STREAM_CHUNK` (so every span walks the same slices the whole array would)."""
+    per = -(-size // max(1, parts))
+    per = max(STREAM_CHUNK, -(-per // STREAM_CHUNK) * STREAM_CHUNK)
+    return [(lo, min(size, lo + per)) for lo in range(0, size, per)] or [(0, 0)]
+
+
+def _add_span(acc: np.ndarray, flat: np.ndarray, base: np.ndarray | None, w64: np.float64, lo: int, hi: int) -> None:
+    """``acc[lo:hi] += w64 * float64(flat[lo:hi])`` (or of the delta ``flat - base``), slice by
+    slice, with the operations :class:`RunningWeightedMean` documents."""
+    # slice buffers live only during the call (one accumulator per tensor would otherwise keep its own)
+    n = min(STREAM_CHUNK, max(1, hi - lo))
+    term_buf = np.empty(n, dtype=np.float64)
+    x_buf = b_buf = term_buf
+    if base is not None:
+        x_buf, b_buf = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+    for start in range(lo, hi, STREAM_CHUNK):
+        end = min(start + STREAM_CHUNK, hi)
+        m = end - start
+        term = term_buf[:m]
+        if base is None:
+            np.multiply(flat[start:end], w64, out=term, dtype=np.float64)
+        else:
+            xs, bs = x_buf[:m], b_buf[:m]
+            xs[...] = flat[start:end]  # exact: float32 -> float64
+            bs[...] = base[start:end]
+            np.subtract(xs, bs, out=xs)
+            np.add(xs, 0.0, out=xs)
+            np.multiply(xs, w64, out=term)
+        np.add(acc[start:end], term, out=acc[start:end])
+
 
 class RunningWeightedMean:
     """:func:`weighted_mean_f64` one array at a time, in O(array) memory: ``add(x_0, w_0)``,
@@ -125,7 +186,9 @@ class RunningWeightedMean:
     ``term = float64(x_k) * float64(w_k)`` and ``acc = acc + term`` for k = 0, 1, ..., then one
     float64 division by ``((0.0 + w_0) + w_1) + ...``. Only the traversal differs: each ``add``
     walks its array in slices of :data:`STREAM_CHUNK` elements (every operation is elementwise, so
-    slicing changes no result), which keeps the temporaries small.
+    slicing changes no result), which keeps the temporaries small; an array of at least
+    :data:`PARALLEL_MIN_SLICES` slices is cut into contiguous spans added on up to one thread per
+    CPU (each element's operations and their order are unchanged, so neither does the result).
 
     ``add(x, w, minus=b)`` adds the delta ``x - b`` instead, computed as :func:`fedchain.strategy.
     points.delta_of` does (``float64(x) - float64(b)``, then ``+ 0.0`` turning -0.0 into +0.0): the
@@ -151,26 +214,13 @@ class RunningWeightedMean:
         acc = self._acc.reshape(-1)
         flat = x.reshape(-1)
         base = None if minus is None else np.asarray(minus).reshape(-1)
-        # slice buffers live only during the call (one accumulator per tensor would otherwise keep its own)
-        n = min(STREAM_CHUNK, max(1, acc.size))
-        term_buf = np.empty(n, dtype=np.float64)
-        x_buf = b_buf = term_buf
-        if base is not None:
-            x_buf, b_buf = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
-        for start in range(0, acc.size, STREAM_CHUNK):
-            end = min(start + STREAM_CHUNK, acc.size)
-            m = end - start
-            term = term_buf[:m]
-            if base is None:
-                np.multiply(flat[start:end], w64, out=term, dtype=np.float64)
-            else:
-                xs, bs = x_buf[:m], b_buf[:m]
-                xs[...] = flat[start:end]  # exact: float32 -> float64
-                bs[...] = base[start:end]
-                np.subtract(xs, bs, out=xs)
-                np.add(xs, 0.0, out=xs)
-                np.multiply(xs, w64, out=term)
-            np.add(acc[start:end], term, out=acc[start:end])
+        workers = _add_workers(acc.size)
+        if workers == 1:
+            _add_span(acc, flat, base, w64, 0, acc.size)
+        else:
+            jobs = [_executor().submit(_add_span, acc, flat, base, w64, lo, hi) for lo, hi in spans(acc.size, workers)]
+            for job in jobs:
+                job.result()
         self.total = self.total + w64
         self.count += 1
 

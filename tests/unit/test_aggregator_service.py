@@ -204,6 +204,59 @@ def test_commitment_that_differs_from_the_nodes_upload_is_rejected_as_hash_misma
     assert reason.startswith("hash_mismatch") and uploaded[(1, nodes[2].address)][0] in reason
 
 
+def test_each_committed_update_is_hashed_once_in_the_round_and_fedavg_gets_only_the_base_shapes(setup, monkeypatch):
+    from fedchain.aggregator import compute as C
+    from fedchain.aggregator import service as S
+    from fedchain.store import base as store_base
+
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+    updates: set[str] = set()
+
+    def play(rid):
+        for i, n in enumerate(nodes):
+            h = _local_update(chain, store, rid, n.address, 1.0 + i)
+            updates.add(h)
+            chain.submit_update(rid, n.address, h, 10)
+
+    chain.on_open = play
+    hashed: list[str] = []
+    for module in (C, store_base):
+        real = module.commitment
+        monkeypatch.setattr(module, "commitment", lambda data, real=real, **k: hashed.append(real(data)) or real(data, **k))
+    wait = agg.wait_for_commitments
+    agg.wait_for_commitments = lambda rid: (wait(rid), hashed.clear())  # count from the end of the commit phase
+    bases = []
+    compute = S.compute_round
+    monkeypatch.setattr(S, "compute_round", lambda config, base, *a, **k: bases.append(base) or compute(config, base, *a, **k))
+    summary = agg.run_round(min_updates=3, round_seconds=300)
+    assert summary.status == "finalized" and summary.accepted == 3
+    assert sorted(h for h in hashed if h in updates) == sorted(updates)  # each once: the store's verified get
+    assert isinstance(bases[0], C.ModelShapes)  # FedAvg reads no base values: the arrays are not held
+
+
+def test_a_corrupted_stored_update_fails_the_round_loudly_instead_of_rejecting_its_node(setup):
+    from fedchain.errors import HashMismatch
+
+    chain, store, task, agg, nodes = setup
+    agg.ensure_genesis()
+
+    def play(rid):
+        for i, n in enumerate(nodes):
+            h = _local_update(chain, store, rid, n.address, 1.0 + i)
+            chain.submit_update(rid, n.address, h, 10)
+            if i == 1:  # the aggregator's own disk flips a byte of an upload it had verified
+                path = store.path(h)
+                data = bytearray(path.read_bytes())
+                data[-1] ^= 0x01
+                path.write_bytes(bytes(data))
+
+    chain.on_open = play
+    with pytest.raises(HashMismatch, match="corrupted"):
+        agg.run_round(min_updates=2, round_seconds=300)
+    assert chain.get_round(1).status == RoundStatus.OPEN  # nothing finalized on corrupted input
+
+
 def test_restarted_aggregator_resumes_its_open_round(setup, tmp_path):
     chain, store, task, agg, nodes = setup
     agg.ensure_genesis()

@@ -75,6 +75,36 @@ def test_running_mean_of_deltas_is_weighted_mean_of_delta_of_to_the_bit():
     assert run.result_f64().tobytes() == want.tobytes()
 
 
+@pytest.mark.parametrize("minus", [False, True], ids=["models", "deltas"])
+def test_running_mean_on_several_threads_is_the_one_thread_result_to_the_bit(monkeypatch, minus):
+    rng = np.random.default_rng(5)
+    shape = (97, 23)  # 2231 elements: 35 slices of 64, the last partial; above PARALLEL_MIN_SLICES
+    base = _awkward(rng, shape)
+    xs = [_awkward(rng, shape) for _ in range(4)]
+    ws = [3, 2**35, 1, 77]
+    results = {}
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(A, "_add_workers", lambda size, w=workers: w)
+        run = RunningWeightedMean(shape)
+        for x, w in zip(xs, ws):
+            run.add(x, w, minus=base if minus else None)
+        results[workers] = run.result_f64().tobytes()
+    assert results[2] == results[1] and results[3] == results[1]
+    want = (weighted_mean_f64([delta_of({"t": x}, {"t": base}, ["t"])["t"] for x in xs], ws) if minus
+            else weighted_mean_f64(xs, ws))
+    assert results[1] == want.tobytes()
+
+
+def test_threads_split_an_array_into_contiguous_slice_aligned_spans():
+    for size, parts in [(2231, 2), (2231, 3), (64, 2), (65, 4), (1, 2), (0, 2), (64 * 16, 2)]:
+        got = A.spans(size, parts)
+        assert len(got) <= parts
+        assert got[0][0] == 0 and got[-1][1] == size
+        assert all(a[1] == b[0] for a, b in zip(got, got[1:]))  # contiguous, no overlap
+        assert all(lo % 64 == 0 for lo, _ in got)  # every span walks the whole array's slices
+    assert A._add_workers(16 * 64 - 1) == 1 and A._add_workers(16 * 64) >= 1
+
+
 def test_running_mean_rejects_what_weighted_mean_rejects():
     run = RunningWeightedMean((3,))
     with pytest.raises(A.AggregationError, match="positive integer"):
@@ -277,6 +307,51 @@ def test_compute_round_streams_mean_rules_only(monkeypatch):
     assert used == [1]
     with pytest.raises(ValueError, match="does not stream"):
         real(_config("krum", {"f": 1}), base, cs, blobs.get, CTX, min_updates=2)
+
+
+@pytest.mark.parametrize("name,params", MEAN_RULES[:2], ids=["fedavg", "fedprox"])
+def test_a_fedavg_round_needs_only_the_base_models_shapes(name, params):
+    rng = np.random.default_rng(12)
+    base = _base(rng, SPEC)
+    blobs, cs = _world(rng, base)
+    config = _config(name, params)
+    assert not C.reads_base_values(config)
+    shapes = C.ModelShapes.of(base)
+    assert dict(shapes.shapes) == {k: v.shape for k, v in base.items()}
+    _same(compute_round(config, shapes, cs, blobs.get, CTX, min_updates=2), _reference(config, base, cs, blobs.get))
+
+
+@pytest.mark.parametrize("name,params", [MEAN_RULES[2], ("median", {}), ("krum", {"f": 1})],
+                         ids=["fedavgm", "median", "krum"])
+def test_a_rule_that_reads_the_base_model_refuses_its_shapes_alone(name, params):
+    rng = np.random.default_rng(13)
+    base = _base(rng, SPEC)
+    blobs, cs = _world(rng, base, extras=False)
+    config = _config(name, params)
+    assert C.reads_base_values(config)
+    with pytest.raises(ValueError, match=f"{name} reads the base model's values"):
+        compute_round(config, C.ModelShapes.of(base), cs, blobs.get, CTX, min_updates=2)
+
+
+@pytest.mark.parametrize("name,params", [MEAN_RULES[0], MEAN_RULES[3], ("median", {}), ("krum", {"f": 1})],
+                         ids=["stream", "stream-deltas", "sliced", "reference"])
+def test_a_verified_fetch_is_not_hashed_again_and_decides_the_same(monkeypatch, name, params):
+    rng = np.random.default_rng(14)
+    base = _base(rng, SPEC)
+    blobs, cs = _world(rng, base)
+    config = _config(name, params)
+    want = compute_round(config, base, cs, blobs.get, CTX, min_updates=2)
+    hashed: list[int] = []
+    real = C.commitment
+    monkeypatch.setattr(C, "commitment", lambda data, **k: hashed.append(len(data)) or real(data, **k))
+    got = compute_round(config, base, cs, blobs.get, CTX, min_updates=2, fetch_verified=True)
+    _same(got, want)
+    assert got.model_bytes is not None
+    assert set(hashed) <= {len(got.model_bytes), len(got.state_bytes or b"")}  # the results only, no blob
+    assert not set(hashed) & {len(b) for b in blobs.values()}
+    hashed.clear()
+    compute_round(config, base, cs, blobs.get, CTX, min_updates=2)
+    assert len(hashed) >= len(blobs)  # without the flag every fetched blob is hashed
 
 
 def test_stream_round_memory_is_o_model_not_o_nodes_times_model(monkeypatch):
