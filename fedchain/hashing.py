@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from fedchain.errors import InvalidBlob
@@ -44,7 +45,7 @@ _ROOT = b"\x02"
 
 #: Blobs with at least this many chunks hash their leaves on several threads (hashlib releases
 #: the GIL on large inputs). The result does not depend on it.
-_PARALLEL_MIN_CHUNKS = 16
+_PARALLEL_MIN_CHUNKS = 4
 _MAX_WORKERS = 8
 
 #: What :func:`normalize_hash` accepts: an optional ``0x``/``0X`` prefix and 64 hex digits.
@@ -52,6 +53,21 @@ HASH_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]{64})")
 
 #: The all-zero bytes32, which the contracts reject as a commitment (``ZeroHash()``).
 ZERO_HASH = "0x" + "00" * 32
+
+
+_pool_lock = threading.Lock()
+_pool: list[ThreadPoolExecutor] = []
+# a forked child has none of the parent's threads: it starts its own pool when it needs one
+os.register_at_fork(after_in_child=_pool.clear)
+
+
+def _executor() -> ThreadPoolExecutor:
+    """One pool for the process (a pool per call spent more on starting threads than small blobs
+    take to hash)."""
+    with _pool_lock:
+        if not _pool:
+            _pool.append(ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="commitment"))
+        return _pool[0]
 
 
 def _leaf(view: memoryview, start: int) -> bytes:
@@ -77,8 +93,10 @@ def merkle_root(data: bytes | bytearray | memoryview, *, workers: int | None = N
     starts = range(0, n, CHUNK_SIZE) if n else range(1)  # the empty blob: one empty chunk
     n_workers = _workers(len(starts)) if workers is None else max(1, workers)
     if n_workers > 1:
-        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="commitment") as pool:
-            level = list(pool.map(lambda s: _leaf(view, s), starts))
+        per = -(-len(starts) // n_workers)
+        groups = [starts[i : i + per] for i in range(0, len(starts), per)]
+        jobs = [_executor().submit(lambda g: [_leaf(view, s) for s in g], g) for g in groups]
+        level = [leaf for job in jobs for leaf in job.result()]
     else:
         level = [_leaf(view, s) for s in starts]
     sha256 = hashlib.sha256

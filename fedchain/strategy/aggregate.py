@@ -125,6 +125,8 @@ PARALLEL_MIN_SLICES = 16
 _MAX_ADD_WORKERS = 4
 _pool_lock = threading.Lock()
 _pool: list[ThreadPoolExecutor] = []
+# a forked child has none of the parent's threads: it starts its own pool when it needs one
+os.register_at_fork(after_in_child=_pool.clear)
 
 
 def _add_workers(size: int) -> int:

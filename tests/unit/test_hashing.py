@@ -133,6 +133,35 @@ def test_threaded_and_sequential_hashing_agree():
     assert commitment(data, workers=1) == commitment(data, workers=4) == commitment(data)
 
 
+@pytest.mark.parametrize("size", [4 * MiB, 5 * MiB + 1, 7 * MiB - 1])
+def test_threads_hash_contiguous_groups_of_leaves_in_order(size):
+    data = pattern(size)
+    level = [leaf(c) for c in chunks(data)]
+    while len(level) > 1:  # the documented tree, built by hand
+        level = [inner(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)] + level[len(level) - len(level) % 2:]
+    assert merkle_root(data, workers=3) == merkle_root(data, workers=2) == merkle_root(data, workers=1) == level[0]
+
+
+def test_a_forked_child_hashes_with_threads_of_its_own():
+    import multiprocessing
+
+    data = pattern(8 * MiB)
+    want = commitment(data)  # the parent's pool exists now; its threads do not survive a fork
+    child = multiprocessing.get_context("fork").Process(target=_hash_and_exit, args=(data, want))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung on the parent's thread pool")
+    assert child.exitcode == 0
+
+
+def _hash_and_exit(data, want):
+    import os
+
+    os._exit(0 if commitment(data) == want else 1)
+
+
 def test_length_is_mixed_into_the_root():
     # Same tree root, different claimed length: the commitment must differ.
     data = pattern(10)
