@@ -575,12 +575,16 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
     }
 
     /// @dev The round just reached `minUpdates` commitments: with a close window, its deadline
-    /// becomes `min(deadline, now + closeWindow)`. Everything it reads and writes is in slot 0.
-    /// No overflow: `block.timestamp <= deadline < 2^40` and `closeWindow < 2^32`.
+    /// becomes `min(deadline, now + closeWindow - 1)`, the last of the window's `closeWindow`
+    /// seconds (this block's own second is the first). Everything it reads and writes is in slot 0.
+    /// No overflow or underflow: `block.timestamp <= deadline < 2^40` and `1 <= closeWindow < 2^32`.
     function _bringDeadlineForward(RoundRecord storage round, uint256 roundId) private {
         uint32 window = round.closeWindow;
         if (window == 0) return;
-        uint64 closesAt = uint64(block.timestamp) + window;
+        uint64 closesAt;
+        unchecked {
+            closesAt = uint64(block.timestamp) + window - 1;
+        }
         if (closesAt < round.deadline) {
             round.deadline = uint40(closesAt);
             emit DeadlineBroughtForward(roundId, closesAt);

@@ -179,8 +179,9 @@ def parse_key_values(pairs: Any, *, option: str) -> dict[str, Any]:
 def add_close_window_argument(p: argparse.ArgumentParser) -> None:
     """--close-window, shared by `aggregator` and `demo` (docs/protocol.md, "Closing early")."""
     p.add_argument("--close-window", type=non_negative_int, default=0, metavar="SECONDS",
-                   help="once the quorum (--min-updates) has committed, the contract brings the deadline forward "
-                        "to at most this many seconds later, so a round does not wait its whole deadline for "
+                   help="once the quorum (--min-updates) has committed, the contract brings the deadline forward: "
+                        "commitments close at most this many seconds of block time later (the quorum's own "
+                        "second the first), so a round does not wait its whole deadline for "
                         "nodes that dropped out; must exceed the relay cut-off (default: 0, off: every round "
                         "waits for all nodes or the deadline)")
 

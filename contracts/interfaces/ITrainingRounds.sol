@@ -19,8 +19,9 @@ pragma solidity 0.8.28;
  *    as an EIP-712 `Commitment` that anyone (normally the aggregator) relays in a {submitBatch}.
  *    Relays stop `relayCutoff` seconds before the deadline, so a node that a relayer left out
  *    can still commit itself. If the round has a `closeWindow`, the commitment that brings the
- *    count to `minUpdates` brings the deadline forward to at most `closeWindow` seconds after its
- *    block ({DeadlineBroughtForward}): a round with enough commitments does not wait the whole
+ *    count to `minUpdates` brings the deadline forward so that commitments stay open for
+ *    `closeWindow` seconds of block time, its own block's second the first of them
+ *    ({DeadlineBroughtForward}): a round with enough commitments does not wait the whole
  *    deadline for nodes that dropped out, and the rest still have the window. A commitment is folded into the round's accumulator
  *    `acc = keccak256(abi.encode(acc, node, updateHash, numSamples))`; the list itself is in the
  *    {UpdateSubmitted} events, and {checkCommitments} tells whether a claimed list is the one.
@@ -92,8 +93,9 @@ interface ITrainingRounds {
      *        `closeWindow`) does not shorten the unmask phase.
      * @param closeWindow 0: commitments are accepted until `deadline`. Otherwise the commitment
      *        that brings the count to `minUpdates` sets the deadline to
-     *        `min(deadline, block.timestamp + closeWindow)` ({DeadlineBroughtForward}). Must
-     *        exceed `relayCutoff`, so relays and the direct path both stay open after it.
+     *        `min(deadline, block.timestamp + closeWindow - 1)` ({DeadlineBroughtForward}):
+     *        the window's `closeWindow` seconds are that block's second and the ones after it.
+     *        Must exceed `relayCutoff`, so relays and the direct path both stay open after it.
      */
     struct RoundParams {
         uint64 deadline;

@@ -15,7 +15,8 @@ live here. Version 2 layout::
      "blobs": {"updates": "members"}}
 
 ``"close_window"`` (seconds, present only when not 0, also on-chain): once ``min_updates`` nodes
-have committed, the contract brings the deadline forward to at most that many seconds later.
+have committed, the contract brings the deadline forward to ``block time + close_window - 1`` at
+most: commitments stay open for that many seconds of block time, the quorum's own second the first.
 
 A stateful strategy (a server optimiser) adds ``strategy.state_hash``: the state blob the last
 finalized round's report names (absent in its first round), so the state a round starts from is

@@ -1,7 +1,8 @@
 """The close window: once ``minUpdates`` nodes have committed, a round with a ``closeWindow``
-brings its deadline forward to ``min(deadline, block time + closeWindow)``, so a round with
-enough commitments does not wait its whole deadline for nodes that dropped out, while the rest
-keep the window (relays included: the window must exceed the relay cut-off).
+brings its deadline forward to ``min(deadline, block time + closeWindow - 1)``: commitments stay
+open for ``closeWindow`` seconds of block time from the quorum's block (its own second included),
+so a round with enough commitments does not wait its whole deadline for nodes that dropped out,
+while the rest keep the window (relays included: the window must exceed the relay cut-off).
 """
 
 from brownie import web3
@@ -46,7 +47,7 @@ def test_the_quorum_commitment_brings_the_deadline_forward_by_the_close_window(r
         assert brought_forward(fed.submit(rid, node)) == []
         assert rounds.getRound(rid)[6] == deadline
     tx = fed.submit(rid, nodes[2])
-    closes = block_time(tx) + WINDOW
+    closes = block_time(tx) + WINDOW - 1
     assert_event(tx, "DeadlineBroughtForward", roundId=rid, deadline=closes)
     assert round_dict(rounds, rid)["deadline"] == closes < deadline
     # Later commitments neither move it again nor emit the event.
@@ -57,7 +58,7 @@ def test_the_quorum_commitment_brings_the_deadline_forward_by_the_close_window(r
 def test_a_commitment_after_the_brought_forward_deadline_is_refused_as_deadline_passed(rounds, fed, nodes):
     rid, _, _ = fed.open(min_updates=2, close_window=WINDOW)
     fed.submit(rid, nodes[0])
-    closes = block_time(fed.submit(rid, nodes[1])) + WINDOW
+    closes = block_time(fed.submit(rid, nodes[1])) + WINDOW - 1
     next_block_at(closes)
     assert event_count(fed.submit(rid, nodes[2]), "UpdateSubmitted") == 1
     next_block_at(closes + 1)
@@ -68,7 +69,7 @@ def test_a_commitment_after_the_brought_forward_deadline_is_refused_as_deadline_
 def test_the_aggregator_may_finalize_only_once_the_brought_forward_deadline_passed(rounds, fed, nodes, aggregator):
     rid, _, deadline = fed.open(min_updates=2, close_window=WINDOW)
     fed.submit(rid, nodes[0])
-    closes = block_time(fed.submit(rid, nodes[1])) + WINDOW
+    closes = block_time(fed.submit(rid, nodes[1])) + WINDOW - 1
     with reverts_with("CommitPhaseOpen", rid, 2, len(nodes), closes):
         rounds.finalizeRound(rid, h("model"), h("report"), 2, {"from": aggregator})
     warp(closes + 1)
@@ -76,6 +77,21 @@ def test_the_aggregator_may_finalize_only_once_the_brought_forward_deadline_pass
     assert_event(tx, "RoundFinalized", roundId=rid, globalModelHash=h("model"), reportHash=h("report"),
                  acceptedCount=2)
     assert closes + 1 < deadline
+
+
+def test_a_one_second_window_takes_commitments_in_the_quorums_own_second_only(rounds, fed, nodes, aggregator):
+    rid, _, deadline = fed.open(min_updates=2, close_window=1)
+    fed.submit(rid, nodes[0])
+    at = block_time(fed.submit(rid, nodes[1]))
+    assert round_dict(rounds, rid)["deadline"] == at < deadline
+    next_block_at(at)  # another block in the same second: still inside the window
+    assert event_count(fed.submit(rid, nodes[2]), "UpdateSubmitted") == 1
+    next_block_at(at + 1)
+    with reverts_with("DeadlinePassed", rid, at):
+        fed.submit(rid, nodes[3])
+    tx = rounds.finalizeRound(rid, h("model"), h("report"), 3, {"from": aggregator})
+    assert_event(tx, "RoundFinalized", roundId=rid, acceptedCount=3, globalModelHash=h("model"),
+                 reportHash=h("report"))
 
 
 def test_a_close_window_that_ends_after_the_deadline_leaves_the_deadline(rounds, fed, nodes):
@@ -96,7 +112,7 @@ def test_a_relayed_batch_that_reaches_the_quorum_brings_the_deadline_forward_onc
     fed.submit(rid, nodes[0])
     tx = fed.batch(rid, [fed.signed(rid, n) for n in nodes[1:4]])
     assert tx.return_value == 3
-    closes = block_time(tx) + WINDOW
+    closes = block_time(tx) + WINDOW - 1
     assert [e["deadline"] for e in brought_forward(tx)] == [closes]
     assert rounds.getRound(rid)[6] == closes
     # The relay closes at the new deadline minus the cut-off, the direct path at the deadline.
@@ -112,7 +128,7 @@ def test_a_secure_round_seals_after_the_brought_forward_deadline_and_keeps_its_u
     rid, _, deadline = fed.open(min_updates=3, threshold=3, unmask_window=100, close_window=WINDOW)
     for node in nodes[:2]:
         fed.submit(rid, node)
-    closes = block_time(fed.submit(rid, nodes[2])) + WINDOW
+    closes = block_time(fed.submit(rid, nodes[2])) + WINDOW - 1
     with reverts_with("CommitPhaseOpen", rid, 3, len(nodes), closes):
         rounds.sealCommitments(rid, [], {"from": aggregator})
     warp(closes + 1)

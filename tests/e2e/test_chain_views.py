@@ -142,3 +142,14 @@ def test_events_decoded_from_plain_logs_equal_web3s_decoding(chain):
     assert got == slow
     names = {e.name for e in fast}
     assert {"RoundOpened", "UpdateSubmitted", "DeadlineBroughtForward", "NodeAdmitted"} <= names, names
+
+
+def test_block_timestamps_read_plainly_are_web3s_and_a_missing_block_is_not_found(chain):
+    from fedchain.errors import NotFound
+
+    head = chain.w3.eth.block_number
+    assert chain.block_timestamp() == chain.w3.eth.get_block("latest")["timestamp"]
+    for block in (0, 1, head):
+        assert chain.block_timestamp(block) == chain.w3.eth.get_block(block)["timestamp"]
+    with pytest.raises(NotFound, match="no block"):
+        chain.block_timestamp(head + 1000)

@@ -189,7 +189,7 @@ def test_fake_chain_matches_the_contract_through_a_round_with_a_close_window(bot
     re_, fe = events(r[1], drop=("deadline",)), events(f[1], drop=("deadline",))
     assert re_ == fe and [e[0] for e in re_] == ["UpdateSubmitted", "CommitmentSkipped", "DeadlineBroughtForward"]
     for side, tx, ch in ((real, r[1], real.agg), (fake, f[1], fake.chain)):
-        closes = side.block_time(tx) + WINDOW
+        closes = side.block_time(tx) + WINDOW - 1
         assert [e.args["deadline"] for e in tx.events if e.name == "DeadlineBroughtForward"] == [closes]
         assert ch.get_round(rid).deadline == closes < opened[id(side)]
     assert round_fields(real.agg.get_round(rid)) == round_fields(fake.chain.get_round(rid))

@@ -336,10 +336,10 @@ class FakeChain:
     def _bring_forward(self, before: RoundInfo, after: RoundInfo,
                        events: list[tuple[str, str, dict[str, Any]]]) -> RoundInfo:
         """The contract's close window: the commitment(s) taking the count to ``min_updates`` set
-        the deadline to min(deadline, block time + close_window), with ``DeadlineBroughtForward``."""
+        the deadline to min(deadline, block time + close_window - 1), with ``DeadlineBroughtForward``."""
         if not (after.close_window and before.commit_count < after.min_updates <= after.commit_count):
             return after
-        closes = self.now + 12 + after.close_window  # the time of the block about to be mined
+        closes = self.now + 12 + after.close_window - 1  # the block about to be mined opens the window
         if closes >= after.deadline:
             return after
         events.append(("DeadlineBroughtForward", "TrainingRounds", {"roundId": after.round_id, "deadline": closes}))
