@@ -374,24 +374,24 @@ class ChainClient:
         in protocol order (by address as a number), and the public key each had in effect then:
         the registry's events replayed up to the round's ``RoundOpened``. A key rotation during
         the round takes effect in the next one, as the contract's ``keyRound`` says."""
-        names = {"NodeAdmitted", "NodeRemoved", "NodeUpdated", "RoundOpened"}
+        # The round's own RoundOpened log, read in its block only (the history of every earlier
+        # round's opening grew each replay by one event per round), marks where the replay stops.
+        opened = [ev for ev in self.events_named(info.opened_at, info.opened_at, {"RoundOpened"})
+                  if int(ev.args["roundId"]) == info.round_id]
+        if not opened:
+            raise ChainError(f"no RoundOpened event for round {info.round_id} in block {info.opened_at}",
+                             hint="the RPC endpoint may be pruning logs; use an archive/full node")
+        cut = (opened[0].block_number, opened[0].log_index)
         active: dict[str, bytes] = {}
-        found = False
-        for ev in self.events_named(self.deploy_block, info.opened_at, names):
-            if ev.name == "RoundOpened":
-                if int(ev.args["roundId"]) == info.round_id:
-                    found = True
-                    break
-                continue
+        for ev in self.events_named(self.deploy_block, info.opened_at, {"NodeAdmitted", "NodeRemoved", "NodeUpdated"}):
+            if (ev.block_number, ev.log_index) > cut:
+                break
             node = ev.args["node"]
             if ev.name == "NodeRemoved":
                 active.pop(node, None)
             else:
                 pk = ev.args.get("publicKey") or "0x"
                 active[node] = bytes.fromhex(pk[2:]) if isinstance(pk, str) else bytes(pk)
-        if not found:
-            raise ChainError(f"no RoundOpened event for round {info.round_id} up to block {info.opened_at}",
-                             hint="the RPC endpoint may be pruning logs; use an archive/full node")
         if len(active) != info.eligible_count:
             raise ChainError(
                 f"round {info.round_id}: {len(active)} active nodes from the registry's events, but the "

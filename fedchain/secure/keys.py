@@ -19,6 +19,7 @@ the long-term key is never shared.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from fedchain.secure import PROTOCOL, SecAggError
@@ -105,13 +106,21 @@ def public_key(private: bytes) -> bytes:
 
 def shared_secret(private: bytes, peer_public: bytes) -> bytes:
     """X25519(private, peer_public). Raises SecAggError ``bad_public_key`` for a key that is not 32
-    bytes or is of small order (the all-zero shared secret)."""
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+    bytes or is of small order (the all-zero shared secret).
 
+    Long-term keys meet the same peers every round, so agreements are memoised (a pure function of
+    its two byte strings; the secret stays in this process, which holds the private key anyway)."""
     if not isinstance(peer_public, (bytes, bytearray)) or len(peer_public) != 32:
         raise SecAggError("an X25519 public key is 32 bytes", reason="bad_public_key")
+    return _agree(bytes(private), bytes(peer_public))
+
+
+@functools.lru_cache(maxsize=4096)
+def _agree(private: bytes, peer_public: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
     try:
-        return X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(bytes(peer_public)))
+        return X25519PrivateKey.from_private_bytes(private).exchange(X25519PublicKey.from_public_bytes(peer_public))
     except ValueError as exc:
         raise SecAggError(f"X25519 key agreement failed ({exc})", reason="bad_public_key") from None
 

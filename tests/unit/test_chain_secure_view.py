@@ -65,6 +65,20 @@ def test_a_selected_set_that_disagrees_with_the_contracts_count_is_refused():
         Client(EVENTS[:3]).selected_set(info(1, 3, eligible=1))
 
 
+def test_the_replay_reads_only_its_own_rounds_opening_not_every_earlier_rounds():
+    reads = []
+
+    class Counting(Client):
+        def events_named(self, from_block, to_block, names):  # type: ignore[override]
+            reads.append((from_block, to_block, frozenset(names)))
+            return super().events_named(from_block, to_block, names)
+
+    Counting(EVENTS).selected_set(info(2, 5, eligible=2))
+    openings = [(lo, hi) for lo, hi, names in reads if "RoundOpened" in names]
+    assert openings == [(5, 5)]  # its block only: the replay does not grow with the round count
+    assert all(names <= {"NodeAdmitted", "NodeRemoved", "NodeUpdated"} for lo, hi, names in reads if (lo, hi) != (5, 5))
+
+
 def test_a_sampled_round_keeps_exactly_the_nodes_the_contracts_rule_selects():
     seed = "0x" + "5e" * 32
     rate = 2**63
