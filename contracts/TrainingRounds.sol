@@ -197,13 +197,21 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
     }
 
     /// @inheritdoc ITrainingRounds
-    function sealCommitments(uint256 roundId, address[] calldata excluded) external onlyRole(AGGREGATOR_ROLE) {
+    function sealCommitments(uint256 roundId, address[] calldata excluded, uint32 commitCount)
+        external
+        onlyRole(AGGREGATOR_ROLE)
+    {
         RoundRecord storage round = _openRound(roundId);
         if (!round.secure) revert NotSecureRound(roundId);
         if (round.isSealed) revert AlreadySealed(roundId);
         _checkCommitPhaseClosed(round, roundId);
         uint40 unmaskDeadline = round.unmaskDeadline;
         if (block.timestamp > unmaskDeadline) revert UnmaskPhaseOver(roundId, unmaskDeadline);
+        // The list the caller checked is the list there is: with the commit phase closed the count
+        // no longer changes, and commitments are only added (one per node), so equal counts are
+        // equal lists.
+        uint32 committed = round.commitCount;
+        if (committed != commitCount) revert CommitmentsChanged(roundId, commitCount, committed);
 
         uint256 n = excluded.length;
         address previous = address(0);
@@ -222,8 +230,8 @@ contract TrainingRounds is ITrainingRounds, NodeRegistry, EIP712 {
                 ++i;
             }
         }
-        // Each excluded address is a distinct committer of this round, so n <= commitCount.
-        uint32 survivors = round.commitCount - uint32(n);
+        // Each excluded address is a distinct committer of this round, so n <= committed.
+        uint32 survivors = committed - uint32(n);
         uint32 needed = round.threshold;
         uint32 minUpdates = round.minUpdates;
         if (minUpdates > needed) needed = minUpdates;

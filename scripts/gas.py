@@ -175,7 +175,8 @@ def main() -> dict[str, int]:
     # 10 relayed ones, then finalized.
     rid9, tx9, *_ = run_round(rounds, aggregator, nodes, keys, model, 9, finalize=False, threshold=THRESHOLD)
     gas["openRound_secure"] = tx9.gas_used
-    gas["sealCommitments_0"] = rounds.sealCommitments(rid9, [], {"from": aggregator}).gas_used
+    gas["sealCommitments_0"] = rounds.sealCommitments(rid9, [], rounds.getRound(rid9)["commitCount"],
+                                                     {"from": aggregator}).gas_used
     posts = [rounds.submitUnmask(rid9, h(f"unmask{n}", 9), {"from": node}) for n, node in enumerate(nodes)]
     notes.append(("submitUnmask, the round's first post (its accumulator was written at sealing)", posts[0].gas_used))
     gas["submitUnmask"] = posts[1].gas_used
@@ -196,7 +197,8 @@ def main() -> dict[str, int]:
     # Round 10: every node commits, the seal excludes 3 of them; nobody posts and the round expires.
     rid10, *_ = run_round(rounds, aggregator, nodes, keys, model, 10, finalize=False, threshold=THRESHOLD)
     excluded = sorted((Account.from_key(k).address for k in keys[:3]), key=lambda a: int(a, 16))
-    gas["sealCommitments_3"] = rounds.sealCommitments(rid10, excluded, {"from": aggregator}).gas_used
+    gas["sealCommitments_3"] = rounds.sealCommitments(rid10, excluded, rounds.getRound(rid10)["commitCount"],
+                                                     {"from": aggregator}).gas_used
     chain.sleep(ROUND_SECONDS + UNMASK_WINDOW + GRACE + 1)
     chain.mine()
     notes.append(("expireRound of a secure round (after unmaskDeadline + grace)",

@@ -305,6 +305,10 @@ interface ITrainingRounds {
     /// (the list must be strictly ascending, hence free of duplicates).
     error ExclusionsNotSorted(uint256 index);
 
+    /// @notice {sealCommitments} named `expected` commitments, but round `roundId` holds `commitCount`:
+    /// a commitment landed after the caller read the list it checked. Read the list again.
+    error CommitmentsChanged(uint256 roundId, uint32 expected, uint32 commitCount);
+
     /// @notice {sealCommitments} was asked to exclude `node`, which did not commit in round `roundId`.
     error NotCommitted(uint256 roundId, address node);
 
@@ -444,9 +448,14 @@ interface ITrainingRounds {
      * `block.timestamp <= unmaskDeadline` ({UnmaskPhaseOver}); `excluded` is strictly ascending
      * ({ExclusionsNotSorted}) and each of its addresses committed in this round ({NotCommitted});
      * at least `max(threshold, minUpdates)` survivors remain ({TooFewSurvivors}).
+     * `commitCount` is the number of commitments in the list the caller checked; the round must
+     * hold exactly that many ({CommitmentsChanged}). Commitments are only ever added, one per node,
+     * so an equal count is the same list: the caller may seal as soon as its clock says the
+     * deadline passed, and a commitment that landed after it read the list cannot slip into the
+     * survivors unchecked.
      * Emits {CommitmentExcluded} for each excluded node, then {CommitmentsSealed}.
      */
-    function sealCommitments(uint256 roundId, address[] calldata excluded) external;
+    function sealCommitments(uint256 roundId, address[] calldata excluded, uint32 commitCount) external;
 
     /**
      * @notice Posts the caller's unmasking hash to secure round `roundId`. The caller pays the gas.

@@ -27,7 +27,7 @@ from fedchain.aggregator.config import (
 )
 from fedchain.aggregator.relay import RelayQueue
 from fedchain.chain.client import ChainClient
-from fedchain.chain.types import RoundParams, RoundStatus
+from fedchain.chain.types import RoundInfo, RoundParams, RoundStatus
 from fedchain.codec import decode_json, decode_tensors, encode_json, encode_tensors, load_arrays_into, state_dict_to_arrays
 from fedchain.errors import BlobNotFound, ChainError, ConfigError, ContractRevert, RpcUnavailable
 from fedchain.hashing import commitment
@@ -127,6 +127,13 @@ def build_config(
 
 #: After an upload arrives the round loop reads the chain every HOT_POLL seconds for HOT_SECONDS.
 HOT_POLL, HOT_SECONDS = 0.1, 3.0
+#: A secure round's commitment list is read and checked this many seconds (by this machine's clock)
+#: before the deadline's second ends, and sealed as it ends. The seal names the count it checked
+#: (``CommitmentsChanged`` otherwise), so a commitment that lands meanwhile costs one more read and
+#: check, never an unchecked survivor.
+SEAL_LEAD = 0.25
+#: Seals refused for a changed list or a lagging chain clock before the round loop gives up.
+SEAL_ATTEMPTS = 30
 #: The longest a queued unmasking post waits for others to share its batch transaction (seconds).
 UNMASK_BATCH_WAIT = 0.3
 
@@ -466,22 +473,27 @@ class Aggregator:
                  f"(gas {tx.gas_used:,}" + (f", {len(skipped)} skipped" if skipped else "") + ")")
         return len(entries)
 
-    def wait_for_commitments(self, round_id: int) -> None:
+    def wait_for_commitments(self, round_id: int, *, seal_lead: float | None = None) -> bool:
         """Until every eligible node committed (the contract then allows an early close), or the
-        deadline passed by chain time. Relays queued commitments meanwhile. After an upload arrives
-        the chain is read every 0.1 s for a few seconds (its direct commitment follows within a
-        transaction's time), and so it is in the last second before the deadline; else every
-        ``poll`` seconds."""
+        deadline passed by chain time: True then. With ``seal_lead`` (a secure round, whose seal
+        names the count it checked), False as soon as this machine's clock is ``seal_lead`` seconds
+        from the end of the deadline's second: the caller checks the list and seals as it ends,
+        without waiting for a block stamped past the deadline to be mined first.
+        Relays queued commitments meanwhile. After an upload arrives the chain is read every 0.1 s
+        for a few seconds (its direct commitment follows within a transaction's time), and so it
+        is in the last second before the deadline; else every ``poll`` seconds."""
         hot_until = 0.0
         while True:
             info = self.chain.get_round(round_id)
             if self.relay_pending(round_id, info.relay_closes_at):
                 info = self.chain.get_round(round_id)  # the batch changed it
             if info.may_close_early():
-                return
+                return True
             now = self.chain.block_timestamp()
             if now > info.deadline:
-                return
+                return True
+            if seal_lead is not None and time.time() >= info.deadline + 1 - seal_lead:
+                return False
             if self.on_wait:
                 self.on_wait(round_id, info.commit_count, info.eligible_count, max(0.0, info.deadline - now))
             # Hot: an upload just arrived (its commitment follows), or the deadline (perhaps brought
@@ -496,9 +508,10 @@ class Aggregator:
         rules = RoundRules.of(config)
         if "open_gas" in opened:
             self.log(f"round {rid} opened (deadline in {round_seconds:.0f} s of chain time, quorum {min_updates})")
-        self.wait_for_commitments(rid)
         if rules.is_secure:
-            return self._run_secure(rid, config, opened)
+            closed = self.wait_for_commitments(rid, seal_lead=SEAL_LEAD)
+            return self._run_secure(rid, config, opened, closed=closed)
+        self.wait_for_commitments(rid)
         # The commit phase is over: the list cannot change any more. Read it at one block.
         info, commitments = self.chain.round_view(rid)
         base: dict[str, np.ndarray] | ModelShapes = self._base_arrays(info.base_model_hash, rules.max_update_bytes)
@@ -520,9 +533,11 @@ class Aggregator:
         return self._finalize(rid, info.base_model_hash, info.config_hash, config, comp, gas)
 
     # -- secure rounds -------------------------------------------------------------------------
-    def _run_secure(self, rid: int, config: dict[str, Any], opened: dict[str, Any]) -> RoundSummary:
+    def _run_secure(self, rid: int, config: dict[str, Any], opened: dict[str, Any], *, closed: bool = True) -> RoundSummary:
         """Seal the commit phase (excluding committers whose masked blob is missing or malformed),
-        wait for the survivors' unmasking posts, unmask the sum and merge it; or expire."""
+        wait for the survivors' unmasking posts, unmask the sum and merge it; or expire.
+        ``closed``: the chain already showed the commit phase over (else this machine's clock said
+        it is about to be: see :meth:`wait_for_commitments`)."""
         from fedchain.aggregator.secure_compute import (
             SecureRoundInputs, compute_secure_round, privacy_blob, seal_decisions,
         )
@@ -535,20 +550,29 @@ class Aggregator:
         ctx = RoundContext(self.chain.chain_id, self.chain.rounds_address, rid)
         fetch = self._fetch
         uploads = (lambda node: self.uploads_lookup(rid, node)) if self.uploads_lookup else None
-        decisions = seal_decisions(config, base, SecureRoundInputs.of(view), fetch, ctx, uploads=uploads,
-                                   fetch_verified=True)
-        exclusions = {d.node: d.reason or "" for d in decisions if not d.accepted}
-        if not view.phase.sealed:
-            sealed = self._seal(rid, sorted(exclusions), gas)
-            if sealed is None:
+        selected = (view.selected, view.public_keys)
+        for _ in range(SEAL_ATTEMPTS):
+            decisions = seal_decisions(config, base, SecureRoundInputs.of(view), fetch, ctx, uploads=uploads,
+                                       fetch_verified=True)
+            exclusions = {d.node: d.reason or "" for d in decisions if not d.accepted}
+            if view.phase.sealed:
+                break
+            outcome = self._seal(rid, view.info, sorted(exclusions), gas, closed=closed)
+            if outcome == "too_few":
                 comp = RoundComputation(decisions=decisions, details={
                     "error": f"{len(decisions) - len(exclusions)} valid masked update(s): too few survivors "
                              f"for threshold {rules.secure.threshold} and quorum {info.min_updates}"})
                 return self._expire(rid, view.phase.unmask_deadline, comp, gas)
-            self.log(f"round {rid}: commit phase sealed, {len(decisions) - len(exclusions)} survivor(s)"
-                     + (f", {len(exclusions)} excluded" if exclusions else ""))
+            if outcome == "sealed":
+                self.log(f"round {rid}: commit phase sealed, {len(decisions) - len(exclusions)} survivor(s)"
+                         + (f", {len(exclusions)} excluded" if exclusions else ""))
+                break
+            closed = True  # "again": the chain has shown the commit phase over; read the final list
+            view = self.chain.secure_view(rid, selected=selected)
+        else:
+            raise ChainError(f"round {rid}: the seal was refused {SEAL_ATTEMPTS} times for a changed commitment list",
+                             hint="is another process committing for this round's nodes? check the chain's logs")
         prev_hash = (rules.privacy or {}).get("state_hash")
-        selected = (view.selected, view.public_keys)
         have = 0
         while True:
             # Any t valid posts remove the masks: try as soon as t are on-chain, and wait for more
@@ -585,23 +609,38 @@ class Aggregator:
             extra["privacy_state_hash"] = prev_hash
         return self._finalize(rid, info.base_model_hash, info.config_hash, config, comp, gas, extra)
 
-    def _seal(self, rid: int, excluded: list[str], gas: dict[str, int]) -> bool | None:
-        """sealCommitments; None when too few survivors remain (the round can only expire)."""
-        for attempt in range(30):
-            try:
-                tx = self.chain.seal_commitments(rid, excluded)
-                gas["seal"] = tx.gas_used
-                self._event(rid, "sealed")
-                return True
-            except ContractRevert as exc:
-                if exc.name == "TooFewSurvivors":
-                    return None
-                if exc.name == "AlreadySealed":
-                    return True
-                if exc.name != "CommitPhaseOpen" or attempt == 29:
-                    raise
-                time.sleep(1)  # our view said the commit phase was over; the next block agrees
-        return None
+    def _seal(self, rid: int, info: RoundInfo, excluded: list[str], gas: dict[str, int], *, closed: bool) -> str:
+        """sealCommitments for the ``info.commit_count`` commitments just checked. Unless ``closed``
+        (the chain showed the commit phase over), it is sent as this machine's clock passes the
+        deadline's second: blocks are stamped with whole seconds, so the seal's block is past the
+        deadline, and the contract still judges by its own clock.
+
+        Returns "sealed"; "too_few" when too few survivors remain (the round can only expire); or
+        "again" when the list must be read and checked once more: a commitment landed after it was
+        read (``CommitmentsChanged``), or the chain's clock lags this machine's (``CommitPhaseOpen``;
+        then only after the deadline has passed by chain time)."""
+        if not closed and not info.may_close_early():
+            time.sleep(max(0.0, info.deadline + 1 - time.time()))
+            if self.relay_pending(rid, info.relay_closes_at):
+                return "again"  # signed commitments queued meanwhile went on-chain: the list grew
+        try:
+            tx = self.chain.seal_commitments(rid, excluded, info.commit_count)
+        except ContractRevert as exc:
+            if exc.name == "TooFewSurvivors":
+                return "too_few"
+            if exc.name == "AlreadySealed":
+                return "sealed"
+            if exc.name == "CommitmentsChanged":
+                self.log(f"round {rid}: a commitment landed after the list was checked "
+                         f"({exc.args_dict.get('commitCount')} now, {info.commit_count} checked); checking again")
+                return "again"
+            if exc.name == "CommitPhaseOpen":
+                self.wait_for_commitments(rid)  # by chain time: the chain's clock is behind ours
+                return "again"
+            raise
+        gas["seal"] = tx.gas_used
+        self._event(rid, "sealed")
+        return "sealed"
 
     def wait_for_unmasks(self, round_id: int, enough: int | None = None) -> int:
         """Until ``enough`` unmasking posts are on-chain (default: every survivor's), every survivor

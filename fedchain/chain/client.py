@@ -34,6 +34,9 @@ ZERO_HASH = "0x" + "00" * 32
 _LOG_CHUNK = 10_000
 #: expireRound is valid only in a block after deadline + grace: sent without an estimate (see transact).
 EXPIRE_GAS = 150_000
+#: sealCommitments is sent as the deadline's second ends, before any block past it exists to estimate
+#: against: without an estimate, with this gas (docs/gas.md: 60,090 and 7,559 per exclusion).
+SEAL_GAS, SEAL_GAS_PER_EXCLUDED = 150_000, 20_000
 #: How long a transaction's fee caps are reused (seconds): web3 otherwise asks for the priority fee
 #: and the latest block before every transaction. Within it the base fee can rise by 12.5% a block
 #: at most, well inside the 2x base fee the cap allows (web3's own rule).
@@ -687,10 +690,14 @@ class ChainClient:
             entries.append((hash_to_bytes32(update_hash), int(num_samples), raw[:32], raw[32:64]))
         return self.transact(self.rounds.functions.submitBatch(int(round_id), entries), "submitBatch")
 
-    def seal_commitments(self, round_id: int, excluded: list[str]) -> TxResult:
-        """Close a secure round's commit phase, excluding ``excluded`` (sorted by the contract's rule)."""
+    def seal_commitments(self, round_id: int, excluded: list[str], commit_count: int) -> TxResult:
+        """Close a secure round's commit phase, excluding ``excluded`` (sorted by the contract's rule),
+        for the ``commit_count`` commitments the caller checked (``CommitmentsChanged`` if the round
+        holds another number). Sent without an estimate: it is valid only in a block stamped past the
+        deadline, which need not exist yet when the caller's clock says the deadline has passed."""
         ordered = sorted({to_checksum_address(a) for a in excluded}, key=lambda a: int(a, 16))
-        return self.transact(self.rounds.functions.sealCommitments(int(round_id), ordered), "sealCommitments")
+        return self.transact(self.rounds.functions.sealCommitments(int(round_id), ordered, int(commit_count)),
+                             "sealCommitments", gas=SEAL_GAS + SEAL_GAS_PER_EXCLUDED * len(ordered))
 
     def submit_unmask(self, round_id: int, unmask_hash: str) -> TxResult:
         return self.transact(

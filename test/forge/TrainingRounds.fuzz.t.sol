@@ -57,7 +57,7 @@ contract TrainingRoundsFuzzTest is Test {
         );
         vm.prank(node);
         rounds.submitUpdate(rid, keccak256("update"), 1);
-        rounds.sealCommitments(rid, new address[](0)); // everyone committed: sealed early
+        rounds.sealCommitments(rid, new address[](0), 1); // everyone committed: sealed early
     }
 
     function _signUnmask(uint256 key, uint256 rid, bytes32 unmaskHash)

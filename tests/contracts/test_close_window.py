@@ -130,9 +130,9 @@ def test_a_secure_round_seals_after_the_brought_forward_deadline_and_keeps_its_u
         fed.submit(rid, node)
     closes = block_time(fed.submit(rid, nodes[2])) + WINDOW - 1
     with reverts_with("CommitPhaseOpen", rid, 3, len(nodes), closes):
-        rounds.sealCommitments(rid, [], {"from": aggregator})
+        rounds.sealCommitments(rid, [], 3, {"from": aggregator})
     warp(closes + 1)
-    tx = rounds.sealCommitments(rid, [], {"from": aggregator})
+    tx = rounds.sealCommitments(rid, [], 3, {"from": aggregator})
     # The unmask phase was fixed at opening from the deadline given then: it is not shortened.
     assert_event(tx, "CommitmentsSealed", roundId=rid, survivorCount=3, excludedCount=0,
                  unmaskDeadline=deadline + 100)

@@ -70,7 +70,7 @@ def secure_round(rounds, aggregator, node, signer):
     rounds.submitUpdate(rid, h("update"), 1000, {"from": node})
     rounds.submitBatch(rid, [sign(rounds, signer, rid, h("update"), 1000)], {"from": aggregator})
     warp(now() + ROUND_SECONDS + 1)
-    gas["sealCommitments"] = rounds.sealCommitments(rid, [], {"from": aggregator})
+    gas["sealCommitments"] = rounds.sealCommitments(rid, [], rounds.getRound(rid)["commitCount"], {"from": aggregator})
     gas["submitUnmask"] = rounds.submitUnmask(rid, h("unmask"), {"from": node})
     gas["submitUnmaskBatch"] = rounds.submitUnmaskBatch(rid, [sign_unmask(rounds, signer, rid, h("unmask"))],
                                                         {"from": aggregator})

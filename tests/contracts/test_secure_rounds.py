@@ -121,8 +121,14 @@ def commit_all(fed, rid, nodes):
         fed.submit(rid, node)
 
 
-def seal(rounds, aggregator, rid, excluded=()):
-    return rounds.sealCommitments(rid, ascending(excluded), {"from": aggregator})
+def commits(rounds, rid) -> int:
+    """The round's commit count: what the aggregator checked and names when it seals."""
+    return round_dict(rounds, rid)["commitCount"]
+
+
+def seal(rounds, aggregator, rid, excluded=(), commit_count=None):
+    count = commits(rounds, rid) if commit_count is None else commit_count
+    return rounds.sealCommitments(rid, ascending(excluded), count, {"from": aggregator})
 
 
 def unmask_hash(rid: int, i: int) -> str:
@@ -229,6 +235,22 @@ def test_seal_reverts_while_the_commit_phase_is_open(rounds, fed, aggregator, no
     assert not rounds.isSurvivor(rid, nodes[4])
 
 
+def test_a_seal_naming_a_list_that_a_later_commitment_changed_is_refused(rounds, fed, aggregator, nodes):
+    rid, _, deadline, unmask_deadline = open_secure(fed, 3)
+    commit_all(fed, rid, nodes[:3])
+    checked = commits(rounds, rid)  # the aggregator reads the list (3) and checks those blobs ...
+    fed.submit(rid, nodes[3])  # ... while a fourth commitment lands before the deadline
+    next_block_at(deadline + 1)
+    with reverts_with("CommitmentsChanged", rid, checked, 4):
+        seal(rounds, aggregator, rid, commit_count=checked)
+    with reverts_with("CommitmentsChanged", rid, 5, 4):  # a count above the list's is refused too
+        seal(rounds, aggregator, rid, commit_count=5)
+    assert not phase(rounds, rid)["isSealed"]
+    assert_event(seal(rounds, aggregator, rid, commit_count=4), "CommitmentsSealed", roundId=rid, survivorCount=4,
+                 excludedCount=0, unmaskDeadline=unmask_deadline)
+    assert rounds.isSurvivor(rid, nodes[3])
+
+
 def test_a_sampled_secure_round_is_never_sealed_before_its_deadline(rounds, fed, aggregator, nodes):
     rid, _, deadline, _ = open_secure(fed, 2, selection_rate=2**64 - 1)  # in practice everyone is selected
     commit_all(fed, rid, nodes)
@@ -260,7 +282,7 @@ def test_seal_reverts_for_an_account_without_aggregator_role(rounds, fed, admin,
     commit_all(fed, rid, nodes)
     for account in (admin, outsider, nodes[0]):
         with reverts_with(*unauthorized(account, "AGGREGATOR_ROLE")):
-            rounds.sealCommitments(rid, [], {"from": account})
+            rounds.sealCommitments(rid, [], commits(rounds, rid), {"from": account})
 
 
 def test_a_round_is_sealed_only_once(rounds, fed, aggregator, nodes):
@@ -294,7 +316,7 @@ def test_seal_marks_the_excluded_committers_and_only_them(rounds, fed, aggregato
     rid, _, _, unmask_deadline = open_secure(fed, 2)
     commit_all(fed, rid, nodes)
     excluded = ascending([nodes[3], nodes[1]])
-    tx = rounds.sealCommitments(rid, excluded, {"from": aggregator})
+    tx = rounds.sealCommitments(rid, excluded, commits(rounds, rid), {"from": aggregator})
     for i, node in enumerate(excluded):
         assert_event(tx, "CommitmentExcluded", i, roundId=rid, node=node)
     assert_event(tx, "CommitmentsSealed", roundId=rid, survivorCount=3, excludedCount=2,
@@ -313,15 +335,15 @@ def test_seal_reverts_on_unsorted_or_repeated_exclusions(rounds, fed, aggregator
     commit_all(fed, rid, nodes)
     a, b, c = ascending(nodes[:3])
     with reverts_with("ExclusionsNotSorted", 1):
-        rounds.sealCommitments(rid, [b, a], {"from": aggregator})
+        rounds.sealCommitments(rid, [b, a], commits(rounds, rid), {"from": aggregator})
     with reverts_with("ExclusionsNotSorted", 2):
-        rounds.sealCommitments(rid, [a, c, b], {"from": aggregator})
+        rounds.sealCommitments(rid, [a, c, b], commits(rounds, rid), {"from": aggregator})
     with reverts_with("ExclusionsNotSorted", 1):
-        rounds.sealCommitments(rid, [a, a], {"from": aggregator})
+        rounds.sealCommitments(rid, [a, a], commits(rounds, rid), {"from": aggregator})
     with reverts_with("ExclusionsNotSorted", 2):
-        rounds.sealCommitments(rid, [a, b, b], {"from": aggregator})
+        rounds.sealCommitments(rid, [a, b, b], commits(rounds, rid), {"from": aggregator})
     assert not phase(rounds, rid)["isSealed"]
-    assert event_count(rounds.sealCommitments(rid, [a, b, c], {"from": aggregator}), "CommitmentExcluded") == 3
+    assert event_count(rounds.sealCommitments(rid, [a, b, c], commits(rounds, rid), {"from": aggregator}), "CommitmentExcluded") == 3
 
 
 def test_seal_reverts_on_excluding_a_node_that_did_not_commit(rounds, fed, aggregator, nodes, outsider):
@@ -331,11 +353,11 @@ def test_seal_reverts_on_excluding_a_node_that_did_not_commit(rounds, fed, aggre
     next_block_at(deadline + 1)
     for stranger in (nodes[3], outsider, ZERO_ADDRESS):
         with reverts_with("NotCommitted", rid, stranger):
-            rounds.sealCommitments(rid, ascending([nodes[0], stranger]), {"from": aggregator})
+            rounds.sealCommitments(rid, ascending([nodes[0], stranger]), commits(rounds, rid), {"from": aggregator})
     # nodes[4] committed in round 1, not in this one
     assert rounds.lastCommittedRound(nodes[4]) == r1 and not rounds.hasCommitted(rid, nodes[4])
     with reverts_with("NotCommitted", rid, nodes[4]):
-        rounds.sealCommitments(rid, [addr(nodes[4])], {"from": aggregator})
+        rounds.sealCommitments(rid, [addr(nodes[4])], commits(rounds, rid), {"from": aggregator})
 
 
 def test_seal_reverts_when_fewer_survivors_than_threshold_or_quorum_would_remain(rounds, fed, aggregator, nodes):

@@ -96,7 +96,7 @@ TRAINING_ROUNDS_FUNCTIONS = [
     "foldCommitment(bytes32,address,bytes32,uint64)", "checkCommitments(uint256,(address,bytes32,uint64)[])",
     "commitmentDigest(uint256,bytes32,uint64)",
     # secure rounds
-    "UNMASK_TYPEHASH()", "UNMASK_DOMAIN()", "sealCommitments(uint256,address[])", "submitUnmask(uint256,bytes32)",
+    "UNMASK_TYPEHASH()", "UNMASK_DOMAIN()", "sealCommitments(uint256,address[],uint32)", "submitUnmask(uint256,bytes32)",
     "submitUnmaskBatch(uint256,(bytes32,bytes32,bytes32)[])", "getUnmaskPhase(uint256)",
     "isSurvivor(uint256,address)", "hasUnmasked(uint256,address)", "initialUnmaskAccumulator(uint256)",
     "foldUnmask(bytes32,address,bytes32)", "unmaskDigest(uint256,bytes32)",
