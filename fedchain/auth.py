@@ -28,8 +28,9 @@ from eth_abi import encode as abi_encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
-from eth_utils import is_address, keccak, to_checksum_address
+from eth_utils import is_address, keccak
 
+from fedchain.address import to_checksum_address
 from fedchain.errors import AuthError
 
 #: The HTTP header that carries the signature.

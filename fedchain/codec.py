@@ -121,7 +121,7 @@ class UpdateIdentity:
     node: str
 
     def metadata(self) -> dict[str, str]:
-        from eth_utils import to_checksum_address
+        from fedchain.address import to_checksum_address
 
         return {
             "chain_id": str(int(self.chain_id)),

@@ -58,7 +58,8 @@ def auditor_deployment(rpc_url: str, deployments_dir: Path, contract: str | None
     w3 = connect_web3(rpc_url)
     chain_id = int(w3.eth.chain_id)
     if contract:
-        from eth_utils import is_address, to_checksum_address
+        from eth_utils import is_address
+        from fedchain.address import to_checksum_address
 
         if not is_address(contract):
             raise ConfigError(f"--contract {contract!r} is not an address", hint="pass the TrainingRounds address")

@@ -61,7 +61,7 @@ VERSION = "fedchain/secure-curve/v1"
 # --- identities and secrets -----------------------------------------------------------------------
 def node_address(i: int) -> str:
     """Node i's (fixed, checksummed) address; addresses grow with i, so protocol order = shard order."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     return to_checksum_address("0x%040x" % (0x5EC0 << 140 | (i + 1)))
 

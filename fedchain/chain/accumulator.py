@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Iterable
 
 from eth_abi import encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from fedchain.address import to_checksum_address
 from fedchain.chain.types import Commitment
 from fedchain.hashing import bytes32_to_hash, hash_to_bytes32
 

@@ -16,10 +16,11 @@ from typing import Any, Callable
 import requests
 from hexbytes import HexBytes
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
 
+from fedchain.address import to_checksum_address
 from fedchain.chain.deployment import Deployment, load_deployment
 from fedchain.chain.revert import RevertDecoder, revert_data
 from fedchain.chain.views import EventAbi, ViewAbi

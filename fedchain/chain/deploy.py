@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
 from web3 import Web3
 
+from fedchain.address import to_checksum_address
 from fedchain.chain.client import ChainClient, connect_web3
 from fedchain.chain.deployment import Deployment, write_deployment
 from fedchain.errors import ChainError, ConfigError

@@ -11,8 +11,9 @@ import re
 from typing import Any, Iterable
 
 from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
 
+from fedchain.address import to_checksum_address
 from fedchain.errors import ContractRevert
 
 _ERROR_STRING = keccak(text="Error(string)")[:4]

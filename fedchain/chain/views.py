@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from eth_abi import decode, encode
-from eth_utils import keccak, to_checksum_address
+from eth_utils import keccak
+
+from fedchain.address import to_checksum_address
 
 
 def abi_type(item: Mapping[str, Any]) -> str:

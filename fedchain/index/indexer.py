@@ -51,12 +51,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address
 from sqlalchemy import Engine, create_engine, delete, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from fedchain.address import to_checksum_address
 from fedchain.chain.types import ChainReader, EventRecord, RoundParams, SkipReason
 from fedchain.codec import decode_json
 from fedchain.errors import BlobNotFound, ConfigError, FedchainError, NotFound

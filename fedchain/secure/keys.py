@@ -62,7 +62,7 @@ def address_bytes(address: str) -> bytes:
 
 def order_addresses(addresses) -> list[str]:
     """Checksummed addresses, sorted as numbers, duplicates refused: the order of the protocol."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     addresses = list(addresses)
     items = sorted({address_bytes(a): a for a in addresses}.items())

@@ -125,7 +125,7 @@ def node_masked_update(
     """The masked update blob of node ``me``: clip to C, scale by ``weight`` in [0, 1] (e.g. its
     capped sample share), quantise with stochastic rounding, add its noise share, mask, and attach
     its share bundle."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     s = order_addresses(selected)
     if address_bytes(me) not in {address_bytes(a) for a in s}:
@@ -167,7 +167,7 @@ def node_unmask_blob(
 ) -> bytes:
     """My unmasking blob for the on-chain committed set (RevealRefused if it is not consistent
     with what I revealed before, ``already``)."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     committed = list(committed)
     cb = {address_bytes(a) for a in committed}
@@ -214,7 +214,7 @@ def unmask_round(
     blob raises InvalidBlob (its reason; the message names the node); an unmasking blob that fails
     :func:`parse_unmask_blob` is left out and listed in ``rejected``. Raises UnmaskImpossible when
     fewer than t valid shares remain for some seed."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     s = order_addresses(selected)
     committed = list(committed)

@@ -127,7 +127,7 @@ def build_unmask_blob(
 ) -> bytes:
     """My unmasking blob for the on-chain sets. ``keys``: PairKeys with every committed node (me
     included). Raises RevealRefused if :func:`check_reveal` does."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     committed = list(committed)
     plan = reveal_plan(selected, committed)
@@ -180,7 +180,7 @@ def parse_unmask_blob(
     Raises InvalidBlob: ``malformed`` / ``too_large``, ``not_own_update`` (another node, chain,
     contract or round), ``wrong_committed_set`` (revealed for another C), ``wrong_reveals`` (not
     exactly :func:`reveal_plan`: more would be an over-reveal, less is incomplete)."""
-    from eth_utils import to_checksum_address
+    from fedchain.address import to_checksum_address
 
     doc = decode_json(data, max_bytes=MAX_UNMASK_BLOB_BYTES)
     if not isinstance(doc, dict) or set(doc) != _KEYS or doc["version"] != UNMASK_VERSION:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from eth_utils import to_checksum_address
 from fastapi import APIRouter, Request
 
+from fedchain.address import to_checksum_address
 from fedchain.api.deps import ChainDep, IndexerDep
 from fedchain.api.schemas import DeploymentOut, HealthOut
 from fedchain.api.services import loop_problem
