@@ -18,12 +18,10 @@ and it is several times faster than keccak-256 here; the Merkle form is what all
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from fedchain.errors import InvalidBlob
+from fedchain.pools import shared_pool, usable_cpus
 
 __all__ = [
     "CHUNK_SIZE",
@@ -55,21 +53,6 @@ HASH_RE = re.compile(r"(?:0[xX])?([0-9a-fA-F]{64})")
 ZERO_HASH = "0x" + "00" * 32
 
 
-_pool_lock = threading.Lock()
-_pool: list[ThreadPoolExecutor] = []
-# a forked child has none of the parent's threads: it starts its own pool when it needs one
-os.register_at_fork(after_in_child=_pool.clear)
-
-
-def _executor() -> ThreadPoolExecutor:
-    """One pool for the process (a pool per call spent more on starting threads than small blobs
-    take to hash)."""
-    with _pool_lock:
-        if not _pool:
-            _pool.append(ThreadPoolExecutor(max_workers=_MAX_WORKERS, thread_name_prefix="commitment"))
-        return _pool[0]
-
-
 def _leaf(view: memoryview, start: int) -> bytes:
     h = hashlib.sha256(_LEAF)
     h.update(view[start : start + CHUNK_SIZE])
@@ -79,11 +62,7 @@ def _leaf(view: memoryview, start: int) -> bytes:
 def _workers(n_chunks: int) -> int:
     if n_chunks < _PARALLEL_MIN_CHUNKS:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, _MAX_WORKERS, n_chunks))
+    return max(1, min(usable_cpus(), _MAX_WORKERS, n_chunks))
 
 
 def merkle_root(data: bytes | bytearray | memoryview, *, workers: int | None = None) -> bytes:
@@ -95,7 +74,8 @@ def merkle_root(data: bytes | bytearray | memoryview, *, workers: int | None = N
     if n_workers > 1:
         per = -(-len(starts) // n_workers)
         groups = [starts[i : i + per] for i in range(0, len(starts), per)]
-        jobs = [_executor().submit(lambda g: [_leaf(view, s) for s in g], g) for g in groups]
+        pool = shared_pool("commitment", _MAX_WORKERS)
+        jobs = [pool.submit(lambda g: [_leaf(view, s) for s in g], g) for g in groups]
         level = [leaf for job in jobs for leaf in job.result()]
     else:
         level = [_leaf(view, s) for s in starts]

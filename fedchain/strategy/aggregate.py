@@ -9,13 +9,11 @@ fused multiply-add. docs/protocol.md ("Aggregation rule (FedAvg)") is the normat
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from fedchain.pools import shared_pool, usable_cpus
 from fedchain.strategy.base import AggregationError
 
 
@@ -123,27 +121,12 @@ STREAM_CHUNK = 1 << 16
 #: array into contiguous spans, so the result does not depend on their number.
 PARALLEL_MIN_SLICES = 16
 _MAX_ADD_WORKERS = 4
-_pool_lock = threading.Lock()
-_pool: list[ThreadPoolExecutor] = []
-# a forked child has none of the parent's threads: it starts its own pool when it needs one
-os.register_at_fork(after_in_child=_pool.clear)
 
 
 def _add_workers(size: int) -> int:
     if size < PARALLEL_MIN_SLICES * STREAM_CHUNK:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, _MAX_ADD_WORKERS))
-
-
-def _executor() -> ThreadPoolExecutor:
-    with _pool_lock:
-        if not _pool:
-            _pool.append(ThreadPoolExecutor(max_workers=_MAX_ADD_WORKERS, thread_name_prefix="running-mean"))
-        return _pool[0]
+    return max(1, min(usable_cpus(), _MAX_ADD_WORKERS))
 
 
 def spans(size: int, parts: int) -> list[tuple[int, int]]:
@@ -220,7 +203,8 @@ class RunningWeightedMean:
         if workers == 1:
             _add_span(acc, flat, base, w64, 0, acc.size)
         else:
-            jobs = [_executor().submit(_add_span, acc, flat, base, w64, lo, hi) for lo, hi in spans(acc.size, workers)]
+            pool = shared_pool("running-mean", _MAX_ADD_WORKERS)
+            jobs = [pool.submit(_add_span, acc, flat, base, w64, lo, hi) for lo, hi in spans(acc.size, workers)]
             for job in jobs:
                 job.result()
         self.total = self.total + w64
