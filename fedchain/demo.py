@@ -257,6 +257,8 @@ def run_demo(args: argparse.Namespace, console: Console) -> int:
             agg.on_wait = on_wait
 
             agg.run(rounds=rounds, min_updates=min_updates, round_seconds=args.round_seconds, on_round=on_round)
+        if not console.is_terminal:
+            console.line()  # rich's Live leaves its last line open on a file or pipe
         api.indexer.sync()
         eps = [s.epsilon for s in summaries if s.epsilon is not None]
         if eps:
