@@ -36,7 +36,7 @@ _LOG_CHUNK = 10_000
 #: expireRound is valid only in a block after deadline + grace: sent without an estimate (see transact).
 EXPIRE_GAS = 150_000
 #: sealCommitments is sent as the deadline's second ends, before any block past it exists to estimate
-#: against: without an estimate, with this gas (docs/gas.md: 60,090 and 7,559 per exclusion).
+#: against: without an estimate, with this gas (docs/gas.md: 60,351 and 7,559 per exclusion).
 SEAL_GAS, SEAL_GAS_PER_EXCLUDED = 150_000, 20_000
 #: How long a transaction's fee caps are reused (seconds): web3 otherwise asks for the priority fee
 #: and the latest block before every transaction. Within it the base fee can rise by 12.5% a block
