@@ -21,7 +21,7 @@ import hashlib
 import re
 
 from fedchain.errors import InvalidBlob
-from fedchain.pools import shared_pool, usable_cpus
+from fedchain.pools import run_split, usable_cpus
 
 __all__ = [
     "CHUNK_SIZE",
@@ -74,9 +74,8 @@ def merkle_root(data: bytes | bytearray | memoryview, *, workers: int | None = N
     if n_workers > 1:
         per = -(-len(starts) // n_workers)
         groups = [starts[i : i + per] for i in range(0, len(starts), per)]
-        pool = shared_pool("commitment", _MAX_WORKERS)
-        jobs = [pool.submit(lambda g: [_leaf(view, s) for s in g], g) for g in groups]
-        level = [leaf for job in jobs for leaf in job.result()]
+        leaves = run_split("commitment", _MAX_WORKERS, lambda g: [_leaf(view, s) for s in g], [(g,) for g in groups])
+        level = [leaf for part in leaves for leaf in part]
     else:
         level = [_leaf(view, s) for s in starts]
     sha256 = hashlib.sha256

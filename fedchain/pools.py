@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence, TypeVar
+
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _pools: dict[str, ThreadPoolExecutor] = {}
@@ -27,6 +30,24 @@ def shared_pool(name: str, max_workers: int) -> ThreadPoolExecutor:
         if pool is None:
             pool = _pools[name] = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
         return pool
+
+
+def run_split(name: str, max_workers: int, fn: Callable[..., T], parts: Sequence[tuple[Any, ...]]) -> list[T]:
+    """``[fn(*args) for args in parts]``, the parts run at once: all but the first on the pool
+    ``name``, the first on the calling thread (which would otherwise only wait). Results in the
+    order of ``parts``; the first exception raised is re-raised once every part is done."""
+    if len(parts) <= 1:
+        return [fn(*args) for args in parts]
+    pool = shared_pool(name, max_workers)
+    jobs = [pool.submit(fn, *args) for args in parts[1:]]
+    try:
+        first = fn(*parts[0])
+    finally:
+        done = [job.exception() for job in jobs]  # wait for all: callers' buffers outlive no part
+    for exc in done:
+        if exc is not None:
+            raise exc
+    return [first] + [job.result() for job in jobs]
 
 
 def usable_cpus() -> int:

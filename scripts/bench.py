@@ -89,7 +89,7 @@ MODEL_1M = {
 # --- the round benchmark: N updates x P float32 parameters through compute_round -----------------
 ROUND_CASES = [(10, 1_000_000), (50, 1_000_000), (20, 10_000_000), (100, 10_000_000)]
 #: Runs per round case (the median is reported: one run of a small case swings by 15% here).
-ROUND_REPEAT = 3
+ROUND_REPEAT = 5
 #: Order statistics, slice by slice (compute.sliced_round): the blobs are held, n x model bytes.
 MEDIAN_CASES = [(20, 1_000_000)]
 
@@ -125,22 +125,25 @@ def round_case(n: int, p: int, strategy: str = "fedavg") -> dict[str, float]:
     assert sum(int(np.prod(s)) for s in shapes.values()) == p
     rng = np.random.default_rng(7)
     base = {k: rng.standard_normal(s, dtype=np.float32) for k, s in shapes.items()}
-    template = bytearray(rng.standard_normal(p, dtype=np.float32).tobytes())
+    template = rng.standard_normal(p, dtype=np.float32).tobytes()
     offsets = [0, 4 * half]
     ctx = RoundContext(31337, "0x" + "52" * 20, 1)
     nodes = [f"0x{i + 1:040x}" for i in range(n)]
     spec = [(k, shapes[k]) for k in sorted(shapes)]
 
-    def blob(i: int) -> bytearray:
+    def blob(i: int) -> bytes:
+        # One allocation of the exact size, not zero-filled, and one copy of every byte into it: what a
+        # store read costs (FilesystemStore reads with Path.read_bytes, one copy out of the page cache)
         header, _ = _header(spec, ctx.identity(nodes[i]).metadata())
-        prefix = len(header).to_bytes(8, "little") + header
-        out = bytearray(len(prefix) + len(template))  # exact size, as a store read returns it
-        out[: len(prefix)] = prefix
-        out[len(prefix):] = template
+        parts: list[bytes | memoryview] = [len(header).to_bytes(8, "little") + header]
+        mark = np.float32(i).tobytes()
+        view = memoryview(template)
+        at = 0
         for off in offsets:
-            start = len(prefix) + off
-            out[start : start + 4] = np.float32(i).tobytes()
-        return out
+            parts += [view[at:off], mark]
+            at = off + 4
+        parts.append(view[at:])
+        return b"".join(parts)
 
     by_hash: dict[str, int] = {}
     commitments = []
@@ -151,7 +154,7 @@ def round_case(n: int, p: int, strategy: str = "fedavg") -> dict[str, float]:
     update_bytes = n * len(blob(0))
     fetch_seconds = [0.0]
 
-    def fetch(h: str) -> bytearray | None:
+    def fetch(h: str) -> bytes | None:
         t = time.perf_counter()
         out = blob(by_hash[h])
         fetch_seconds[0] += time.perf_counter() - t
@@ -438,17 +441,18 @@ def main() -> int:
             f"included, {min(rates.values()):.2f}-{max(rates.values()):.2f} GB/s over the four cases' medians (slowest "
             f"single run {slowest:.2f} GB/s; target 1 GB/s: "
             + ("met in every case" if not below else "below it in " + ", ".join(below)
-               + ": the smallest rounds take 40-60 ms, where this machine's jitter is about 20% between runs of "
-               "one case, and each fresh blob is read three times (hash, finiteness check, accumulation), so "
-               "memory traffic rather than arithmetic bounds them: on 2026-12-06, per 10 x 1M round, the "
-               "harness's fetch 9.8 ms, hashing 19.5 ms, accumulation 18.9 ms (7.4 ms on arrays already in "
-               "cache), the model's finish 4 ms") + ").",
+               + ": the smallest rounds take 35-45 ms, where this machine's jitter is about 20% between runs of "
+               "one case; on 2026-12-06, per 10 x 1M round, the harness's fetch took 5-6 ms, hashing 13-14 ms "
+               "(SHA-256 runs at 1.75 GB/s per core here: 11.5 ms on two cores is its floor), the finiteness "
+               "check 1-2 ms, the accumulation 9-10 ms plus 2-5 ms of faulting in its fresh float64 sums, "
+               "the model's finish 2.4 ms") + ").",
         ]
     lines += [
         "",
         "- **update bytes**: N blobs of 4 P bytes plus their headers; throughput is update bytes over the time",
         "  (GB = 10^9 bytes). *excl. fetch* leaves out the harness's fetch (building each blob, the stand-in",
-        "  for a store read).",
+        "  for a store read: one allocation, not zero-filled, and one copy of every byte, as",
+        "  `FilesystemStore`'s `Path.read_bytes` costs; until 2026-12-06 it zero-filled a `bytearray` first).",
         "- **updates**: made lazily, one per fetch, never all at once (the (100, 10M) case would otherwise be",
         "  4 GB): each blob is the node's canonical header followed by one shared random payload in which the",
         "  node's index is written into the first parameter of each tensor, so every blob and hash differs.",
@@ -469,7 +473,11 @@ def main() -> int:
         "- Where the time goes (the stage rows above, measured in the same run): `commitment()` of each blob",
         "  (on both cores) is the largest part; the float64 accumulation runs on one thread per core for",
         "  tensors of 16 slices or more (`PARALLEL_MIN_SLICES`: contiguous spans, the same operations per",
-        "  element). A store read into memory the process already had runs at 9-11 GB/s here, into freshly",
+        "  element), and so does the finiteness check (until 2026-12-06 on one thread). The first update",
+        "  is written into the uninitialised float64 sums (`term + 0.0`, the same bits as `0.0 + term`):",
+        "  adding it to zeroed ones faulted every page in twice, once read-only for the read and again",
+        "  on the write. Each span's float32 -> float64 cast is a plain copy before the multiply (numpy's",
+        "  buffered cast inside `multiply` was about 20% slower). A store read into memory the process already had runs at 9-11 GB/s here, into freshly",
         "  mapped memory at 2.5 GB/s (the kernel faults and zeroes every page): hence `fedchain.memory`. In the",
         "  aggregator the store's verifying `get` is the blob's one hash (`fetch_verified`); until 2026-12-02 the",
         "  round hashed every blob a second time. Other work on the machine skews every figure: the load",

@@ -34,7 +34,7 @@ from fedchain.hashing import commitment
 from fedchain.strategy import (
     AggregationError, ClientUpdate, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, StepResult, get_strategy,
 )
-from fedchain.strategy.aggregate import STREAM_CHUNK, RunningWeightedMean, as_f64, sorted_rows
+from fedchain.strategy.aggregate import RunningWeightedMean, all_finite, as_f64, sorted_rows
 from fedchain.strategy.base import ordered_updates
 from fedchain.strategy.median import Median, median_of_sorted
 from fedchain.strategy.trimmed_mean import TrimmedMean, trimmed_count, trimmed_mean_of_sorted
@@ -368,15 +368,10 @@ def check_update_views(
         return _checked_copy(data, c, spec, ctx, max_bytes)
     out: dict[str, np.ndarray] = {}
     offset = len(prefix)
-    flag = np.empty(min(STREAM_CHUNK, max(1, max(sizes.values(), default=1))), dtype=bool)
     for name in sorted(spec):
         arr = np.frombuffer(view, dtype=np.float32, count=sizes[name], offset=offset)
-        for start in range(0, arr.size, STREAM_CHUNK):
-            part = arr[start : start + STREAM_CHUNK]
-            f = flag[: part.size]
-            np.isfinite(part, out=f)
-            if not f.all():
-                return _checked_copy(data, c, spec, ctx, max_bytes)  # non_finite, with the count
+        if not all_finite(arr):
+            return _checked_copy(data, c, spec, ctx, max_bytes)  # non_finite, with the count
         out[name] = arr.reshape(spec[name])
         offset += 4 * sizes[name]
     return out, None

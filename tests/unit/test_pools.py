@@ -5,7 +5,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 
-from fedchain.pools import shared_pool, usable_cpus
+import threading
+
+import pytest
+
+from fedchain.pools import run_split, shared_pool, usable_cpus
 
 
 def test_a_name_gives_the_same_pool_every_time_and_another_name_another_pool():
@@ -35,3 +39,31 @@ def test_a_forked_child_starts_a_pool_of_its_own():
 
 def test_usable_cpus_is_at_least_one():
     assert usable_cpus() >= 1
+
+
+def test_run_split_returns_each_parts_result_in_order_and_runs_the_first_on_the_caller():
+    def part(i):
+        return i * i, threading.get_ident()
+
+    got = run_split("test-pools-split", 3, part, [(i,) for i in range(5)])
+    assert [r for r, _ in got] == [0, 1, 4, 9, 16]
+    assert got[0][1] == threading.get_ident()
+    assert all(t != threading.get_ident() for _, t in got[1:])
+    assert run_split("test-pools-split", 3, part, [(7,)]) == [(49, threading.get_ident())]
+    assert run_split("test-pools-split", 3, part, []) == []
+
+
+def test_run_split_waits_for_every_part_before_raising_a_parts_error():
+    done = []
+    release = threading.Event()
+
+    def part(i):
+        if i == 0:
+            raise ValueError("part 0 failed")
+        release.wait(0.2)  # still running when part 0 has already failed on the caller
+        done.append(i)
+        return i
+
+    with pytest.raises(ValueError, match="part 0 failed"):
+        run_split("test-pools-split-err", 3, part, [(0,), (1,), (2,)])
+    assert sorted(done) == [1, 2]

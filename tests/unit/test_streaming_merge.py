@@ -48,7 +48,6 @@ SPEC = {"layer.w": (37, 29), "layer.b": (29,), "out": (5, 3, 2)}
 def small_chunks(monkeypatch):
     """Slices of 64 elements, so every tensor above is walked in several slices, one partial."""
     monkeypatch.setattr(A, "STREAM_CHUNK", 64)
-    monkeypatch.setattr(C, "STREAM_CHUNK", 64)
 
 
 @pytest.mark.parametrize("k", [1, 2, 7])
@@ -93,6 +92,20 @@ def test_running_mean_on_several_threads_is_the_one_thread_result_to_the_bit(mon
     want = (weighted_mean_f64([delta_of({"t": x}, {"t": base}, ["t"])["t"] for x in xs], ws) if minus
             else weighted_mean_f64(xs, ws))
     assert results[1] == want.tobytes()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_value_is_found_in_any_span_on_any_number_of_threads(monkeypatch, bad):
+    x = np.random.default_rng(9).standard_normal(2231).astype(np.float32)  # 35 slices of 64
+    assert all(A.all_finite(x) for _ in range(2))
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(A, "_add_workers", lambda size, w=workers: w)
+        assert A.all_finite(x)
+        for at in (0, 63, 64, 767, 768, 1535, 1536, 2230):  # slice and span edges, the last element
+            y = x.copy()
+            y[at] = bad
+            assert not A.all_finite(y), (workers, at)
+            assert not A.all_finite(y.reshape(97, 23)), (workers, at)
 
 
 def test_threads_split_an_array_into_contiguous_slice_aligned_spans():
@@ -356,7 +369,6 @@ def test_a_verified_fetch_is_not_hashed_again_and_decides_the_same(monkeypatch, 
 
 def test_stream_round_memory_is_o_model_not_o_nodes_times_model(monkeypatch):
     monkeypatch.setattr(A, "STREAM_CHUNK", 1 << 16)
-    monkeypatch.setattr(C, "STREAM_CHUNK", 1 << 16)
     P, N = 250_000, 24  # 1 MB of float32 per update
     rng = np.random.default_rng(1)
     base = {"w": rng.standard_normal(P, dtype=np.float32)}
