@@ -8,7 +8,8 @@ against 9-11 GB/s into memory the process already had (measured on the 2-core CI
 docs/benchmarks.md, "Round benchmark"). :func:`reuse_freed_memory` raises the thresholds so
 that a freed blob's memory serves the next one; :func:`release_freed_memory` hands the free
 memory back to the kernel once a round is done, so that an idle aggregator does not keep its
-round's peak. Neither changes what any computation returns.
+round's peak. :func:`populate` maps a fresh buffer's pages in with one call per span instead of one
+page fault per 4 KiB page. None of them changes what any computation returns.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ import ctypes.util
 import threading
 from typing import Any
 
-__all__ = ["release_freed_memory", "reuse_freed_memory"]
+from fedchain.pools import run_split
+
+__all__ = ["populate", "release_freed_memory", "reuse_freed_memory"]
 
 # mallopt(3) parameters
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+# madvise(2) advice (Linux 5.14+): fault the range in, writable, as a write would
+_MADV_POPULATE_WRITE = 23
+_PAGE = 4096
+#: Buffers from this size up are populated on two threads.
+_POPULATE_SPLIT_BYTES = 4 << 20
 #: Allocations below this come from the heap and are reused after free (1 GiB: any blob a round
 #: accepts by default; larger ones are mapped as before).
 MMAP_THRESHOLD = 1 << 30
@@ -41,10 +49,41 @@ def _libc() -> Any | None:
             candidate = ctypes.CDLL(name) if name else None
             if candidate is not None and hasattr(candidate, "mallopt") and hasattr(candidate, "malloc_trim"):
                 lib = candidate
+                if hasattr(lib, "madvise"):
+                    lib.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+                    lib.madvise.restype = ctypes.c_int
         except OSError:  # pragma: no cover - no C library to load
             lib = None
         _state["libc"] = lib
     return _state["libc"]
+
+
+def _populate_span(lib: Any, start: int, end: int) -> bool:
+    return end <= start or lib.madvise(start, end - start, _MADV_POPULATE_WRITE) == 0
+
+
+def populate(address: int, nbytes: int) -> bool:
+    """Map in, writable, the whole pages of ``[address, address + nbytes)`` (a buffer this process
+    allocated and is about to write, such as a new ``numpy`` array's ``.ctypes.data`` and
+    ``.nbytes``), with ``madvise(MADV_POPULATE_WRITE)``: one system call per span instead of one
+    page fault per page, on two threads from 4 MiB up (4 MiB took 0.85 ms that way against 1.1-3 ms
+    of faults on the 2-core CI machine). Contents are unchanged. False where the kernel (before
+    5.14) or the C library cannot: the pages then fault in on first write, as without it."""
+    lib = _libc()
+    if lib is None or not hasattr(lib, "madvise") or _state.get("populate") is False or nbytes <= 0:
+        return False
+    start = (address + _PAGE - 1) // _PAGE * _PAGE
+    end = (address + nbytes) // _PAGE * _PAGE
+    if end <= start:
+        return True
+    if end - start >= _POPULATE_SPLIT_BYTES:
+        mid = (start + end) // 2 // _PAGE * _PAGE
+        ok = all(run_split("populate", 2, _populate_span, [(lib, start, mid), (lib, mid, end)]))
+    else:
+        ok = _populate_span(lib, start, end)
+    if not ok:
+        _state["populate"] = False  # EINVAL: an older kernel; do not ask again
+    return ok
 
 
 def reuse_freed_memory() -> bool:

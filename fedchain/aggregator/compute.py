@@ -31,6 +31,7 @@ from fedchain.chain.types import Commitment
 from fedchain.codec import MAX_HEADER_BYTES, UpdateIdentity, _check_name, _header, decode_update, encode_tensors, tensor_spec
 from fedchain.errors import InvalidBlob
 from fedchain.hashing import commitment
+from fedchain.memory import populate
 from fedchain.strategy import (
     AggregationError, ClientUpdate, FedAdam, FedAvg, FedAvgM, FedProx, FedYogi, StepResult, get_strategy,
 )
@@ -428,6 +429,8 @@ def stream_round(
     spec = _spec_of(base)
     names = sorted(spec)
     sums = {name: RunningWeightedMean(spec[name]) for name in names}
+    for acc in sums.values():  # their fresh pages in a few calls, not a page fault per 4 KiB (fedchain.memory)
+        populate(acc.buffer.ctypes.data, acc.buffer.nbytes)
     checked: list[UpdateDecision] = []
     views_of = lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes,  # noqa: E731
                                                   uploads(c.node) if uploads else (), verified=fetch_verified)

@@ -243,6 +243,12 @@ class RunningWeightedMean:
         self.total = self.total + w64
         self.count += 1
 
+    @property
+    def buffer(self) -> np.ndarray:
+        """The float64 accumulator (uninitialised until the first ``add``), for memory hints such
+        as :func:`fedchain.memory.populate`; None once a result was taken."""
+        return self._acc
+
     def result_f64(self) -> np.ndarray:
         """The float64 quotient (computed in place: call once; the accumulator is spent)."""
         if self.count == 0:

@@ -55,3 +55,40 @@ memory.release_freed_memory()
 print(kept - rss())
 """
     assert int(_child(code)) > 150_000_000
+
+
+@pytest.mark.skipif(memory._libc() is None, reason="not glibc: populate is a no-op there")
+def test_populate_maps_a_fresh_buffers_pages_in_so_writing_it_faults_no_more():
+    code = """
+import resource
+import numpy as np
+from fedchain import memory
+def write_faults(populate):
+    a = np.empty(8 << 20, dtype=np.uint8)  # fresh pages (above glibc's mmap threshold)
+    ok = memory.populate(a.ctypes.data, a.nbytes) if populate else None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    a.fill(7)
+    return ok, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+_, plain = write_faults(False)
+ok, populated = write_faults(True)
+print(plain, ok, populated)
+"""
+    plain, ok, populated = _child(code).split()
+    if ok == "False":
+        pytest.skip("the kernel has no MADV_POPULATE_WRITE (Linux < 5.14)")
+    # 2,048 pages of 4 KiB: faulted in by the write (516 faults here, where the kernel maps several
+    # pages per fault), or by the one populate call
+    assert int(plain) > 100
+    assert int(populated) * 10 < int(plain)
+
+
+def test_populate_leaves_the_contents_and_handles_partial_and_empty_ranges():
+    import numpy as np
+
+    a = np.arange(3 << 20, dtype=np.float64)  # 24 MiB: populated on two threads
+    want = a.copy()
+    memory.populate(a.ctypes.data, a.nbytes)
+    memory.populate(a.ctypes.data + 100, 5000)  # a range holding no whole page, and one holding one
+    memory.populate(a.ctypes.data + 1, 3)
+    assert memory.populate(a.ctypes.data, 0) is False
+    assert np.array_equal(a, want)
