@@ -72,8 +72,11 @@ def merkle_root(data: bytes | bytearray | memoryview, *, workers: int | None = N
     starts = range(0, n, CHUNK_SIZE) if n else range(1)  # the empty blob: one empty chunk
     n_workers = _workers(len(starts)) if workers is None else max(1, workers)
     if n_workers > 1:
-        per = -(-len(starts) // n_workers)
-        groups = [starts[i : i + per] for i in range(0, len(starts), per)]
+        # contiguous groups of leaves with about equal bytes (a short last leaf counts for its size:
+        # 4 MiB + 500 bytes on two threads is 2 + 2 leaves and a short one, not 3 + 2)
+        cuts = sorted({min(len(starts), (k * n + n_workers * CHUNK_SIZE // 2) // (n_workers * CHUNK_SIZE))
+                       for k in range(1, n_workers)} | {0, len(starts)})
+        groups = [starts[a:b] for a, b in zip(cuts, cuts[1:]) if b > a]
         leaves = run_split("commitment", _MAX_WORKERS, lambda g: [_leaf(view, s) for s in g], [(g,) for g in groups])
         level = [leaf for part in leaves for leaf in part]
     else:

@@ -159,6 +159,15 @@ def all_finite(x: np.ndarray) -> bool:
                          [(flat, lo, hi) for lo, hi in spans(flat.size, workers)]))
 
 
+def _divide_span(acc: np.ndarray, total: np.float64, out32: np.ndarray | None, lo: int, hi: int) -> None:
+    """``acc[lo:hi] /= total`` in place, slice by slice, each slice then cast into ``out32``."""
+    for start in range(lo, hi, STREAM_CHUNK):
+        part = acc[start : min(start + STREAM_CHUNK, hi)]
+        np.divide(part, total, out=part)
+        if out32 is not None:
+            out32[start : start + part.size] = part
+
+
 def _add_span(acc: np.ndarray, flat: np.ndarray, base: np.ndarray | None, w64: np.float64, lo: int, hi: int,
               first: bool = False) -> None:
     """``acc[lo:hi] += w64 * float64(flat[lo:hi])`` (or of the delta ``flat - base``), slice by
@@ -249,14 +258,25 @@ class RunningWeightedMean:
         as :func:`fedchain.memory.populate`; None once a result was taken."""
         return self._acc
 
-    def result_f64(self) -> np.ndarray:
-        """The float64 quotient (computed in place: call once; the accumulator is spent)."""
+    def _finish(self, out32: np.ndarray | None) -> np.ndarray:
         if self.count == 0:
             raise AggregationError("weighted_mean of no arrays")
         acc, self._acc = self._acc, None
-        np.divide(acc, self.total, out=acc)
-        return acc
+        flat = acc.reshape(-1)
+        flat32 = None if out32 is None else out32.reshape(-1)
+        workers = _add_workers(flat.size)
+        if workers == 1:
+            _divide_span(flat, self.total, flat32, 0, flat.size)
+        else:
+            run_split("running-mean", _MAX_ADD_WORKERS, _divide_span,
+                      [(flat, self.total, flat32, lo, hi) for lo, hi in spans(flat.size, workers)])
+        return acc if out32 is None else out32
+
+    def result_f64(self) -> np.ndarray:
+        """The float64 quotient (computed in place: call once; the accumulator is spent)."""
+        return self._finish(None)
 
     def result(self) -> np.ndarray:
-        """:func:`weighted_mean`'s float32 result."""
-        return self.result_f64().astype(np.float32)
+        """:func:`weighted_mean`'s float32 result: the float64 quotient cast to float32, slice by
+        slice (each slice cast while it is in cache; the same bits as ``result_f64().astype``)."""
+        return self._finish(np.empty(self.shape, dtype=np.float32))

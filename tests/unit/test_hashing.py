@@ -142,6 +142,29 @@ def test_threads_hash_contiguous_groups_of_leaves_in_order(size):
     assert merkle_root(data, workers=3) == merkle_root(data, workers=2) == merkle_root(data, workers=1) == level[0]
 
 
+@pytest.mark.parametrize("size,workers,want", [
+    (4 * MiB + 500, 2, [2 * MiB, 2 * MiB + 500]),  # a short last leaf counts for its size (was 3 + 2 leaves)
+    (4 * MiB, 2, [2 * MiB, 2 * MiB]),
+    (4 * MiB - 1, 3, [MiB, 2 * MiB, MiB - 1]),
+    (5 * MiB, 8, [MiB] * 5),  # more threads than leaves: one leaf each, no empty group
+    (20 * MiB + 3, 4, [5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB + 3]),
+])
+def test_threads_get_groups_of_about_equal_bytes(monkeypatch, size, workers, want):
+    import fedchain.hashing as H
+
+    seen = []
+    real = H.run_split
+
+    def spy(name, max_workers, fn, parts):
+        seen.append([sum(min(MiB, size - s) for s in group) for (group,) in parts])
+        return real(name, max_workers, fn, parts)
+
+    monkeypatch.setattr(H, "run_split", spy)
+    data = pattern(size)
+    assert H.merkle_root(data, workers=workers) == H.merkle_root(data, workers=1)
+    assert seen == [want]
+
+
 def test_a_forked_child_hashes_with_threads_of_its_own():
     import multiprocessing
 

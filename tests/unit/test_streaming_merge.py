@@ -81,17 +81,22 @@ def test_running_mean_on_several_threads_is_the_one_thread_result_to_the_bit(mon
     base = _awkward(rng, shape)
     xs = [_awkward(rng, shape) for _ in range(4)]
     ws = [3, 2**35, 1, 77]
-    results = {}
+    results, results32 = {}, {}
     for workers in (1, 2, 3):
         monkeypatch.setattr(A, "_add_workers", lambda size, w=workers: w)
-        run = RunningWeightedMean(shape)
+        run, run32 = RunningWeightedMean(shape), RunningWeightedMean(shape)
         for x, w in zip(xs, ws):
             run.add(x, w, minus=base if minus else None)
+            run32.add(x, w, minus=base if minus else None)
         results[workers] = run.result_f64().tobytes()
+        results32[workers] = run32.result()
     assert results[2] == results[1] and results[3] == results[1]
     want = (weighted_mean_f64([delta_of({"t": x}, {"t": base}, ["t"])["t"] for x in xs], ws) if minus
             else weighted_mean_f64(xs, ws))
     assert results[1] == want.tobytes()
+    for got in results32.values():  # the float32 result, cast slice by slice on each thread
+        assert got.dtype == np.float32 and got.shape == shape
+        assert got.tobytes() == want.astype(np.float32).tobytes()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
