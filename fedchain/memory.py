@@ -19,8 +19,6 @@ import ctypes.util
 import threading
 from typing import Any
 
-from fedchain.pools import run_split, usable_cpus
-
 __all__ = ["populate", "release_freed_memory", "reuse_freed_memory"]
 
 # mallopt(3) parameters
@@ -29,8 +27,6 @@ _M_MMAP_THRESHOLD = -3
 # madvise(2) advice (Linux 5.14+): fault the range in, writable, as a write would
 _MADV_POPULATE_WRITE = 23
 _PAGE = 4096
-#: Buffers from this size up are populated on two threads.
-_POPULATE_SPLIT_BYTES = 4 << 20
 #: Allocations below this come from the heap and are reused after free (1 GiB: any blob a round
 #: accepts by default; larger ones are mapped as before).
 MMAP_THRESHOLD = 1 << 30
@@ -58,17 +54,13 @@ def _libc() -> Any | None:
     return _state["libc"]
 
 
-def _populate_span(lib: Any, start: int, end: int) -> bool:
-    return end <= start or lib.madvise(start, end - start, _MADV_POPULATE_WRITE) == 0
-
-
 def populate(address: int, nbytes: int) -> bool:
     """Map in, writable, the whole pages of ``[address, address + nbytes)`` (a buffer this process
     allocated and is about to write, such as a new ``numpy`` array's ``.ctypes.data`` and
-    ``.nbytes``), with ``madvise(MADV_POPULATE_WRITE)``: one system call per span instead of one
-    page fault per page, on two threads from 4 MiB up where two cores are usable (4 MiB took 0.85 ms that way against 1.1-3 ms
-    of faults on the 2-core CI machine). Contents are unchanged. False where the kernel (before
-    5.14) or the C library cannot: the pages then fault in on first write, as without it."""
+    ``.nbytes``), with ``madvise(MADV_POPULATE_WRITE)``: one system call instead of one page fault
+    per page (4 MiB took 0.85 ms that way against 1.1-3 ms of faults on the 2-core CI machine; two
+    threads, each populating half, were no faster). Contents are unchanged. False where the kernel
+    (before 5.14) or the C library cannot: the pages then fault in on first write, as without it."""
     lib = _libc()
     if lib is None or not hasattr(lib, "madvise") or _state.get("populate") is False or nbytes <= 0:
         return False
@@ -76,11 +68,7 @@ def populate(address: int, nbytes: int) -> bool:
     end = (address + nbytes) // _PAGE * _PAGE
     if end <= start:
         return True
-    if end - start >= _POPULATE_SPLIT_BYTES and usable_cpus() > 1:
-        mid = (start + end) // 2 // _PAGE * _PAGE
-        ok = all(run_split("populate", 2, _populate_span, [(lib, start, mid), (lib, mid, end)]))
-    else:
-        ok = _populate_span(lib, start, end)
+    ok = lib.madvise(start, end - start, _MADV_POPULATE_WRITE) == 0
     if not ok:
         _state["populate"] = False  # refused (EINVAL before Linux 5.14): do not ask again
     return ok

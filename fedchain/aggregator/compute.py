@@ -429,7 +429,7 @@ def stream_round(
     spec = _spec_of(base)
     names = sorted(spec)
     sums = {name: RunningWeightedMean(spec[name]) for name in names}
-    for acc in sums.values():  # their fresh pages in a few calls, not a page fault per 4 KiB (fedchain.memory)
+    for acc in sums.values():  # fresh pages: one call each, not a fault per 4 KiB page (fedchain.memory)
         populate(acc.buffer.ctypes.data, acc.buffer.nbytes)
     checked: list[UpdateDecision] = []
     views_of = lambda data, c: check_update_views(data, c, spec, ctx, rules.max_update_bytes,  # noqa: E731

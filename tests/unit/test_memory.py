@@ -85,7 +85,7 @@ print(plain, ok, populated)
 def test_populate_leaves_the_contents_and_handles_partial_and_empty_ranges():
     import numpy as np
 
-    a = np.arange(3 << 20, dtype=np.float64)  # 24 MiB: populated on two threads
+    a = np.arange(3 << 20, dtype=np.float64)  # 24 MiB
     want = a.copy()
     memory.populate(a.ctypes.data, a.nbytes)
     memory.populate(a.ctypes.data + 100, 5000)  # a range holding no whole page, and one holding one
