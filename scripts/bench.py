@@ -478,11 +478,11 @@ def main() -> int:
             f"included, {min(rates.values()):.2f}-{max(rates.values()):.2f} GB/s over the four cases' medians (slowest "
             f"single run {slowest:.2f} GB/s; every run, GB/s: {spread}; target 1 GB/s: "
             + ("met in every case" if not below else "below it in " + ", ".join(below)
-               + ": the smallest rounds take 35-45 ms, where this machine's jitter is about 20% between runs of "
-               "one case; on 2026-12-06, per 10 x 1M round, the harness's fetch took 5-6 ms, hashing 13-14 ms "
-               "(SHA-256 runs at 1.75 GB/s per core here: 11.5 ms on two cores is its floor), the finiteness "
-               "check 1-2 ms, the accumulation 9-10 ms plus 2-5 ms of faulting in its fresh float64 sums, "
-               "the model's finish 2.4 ms") + ").",
+               + ": the smallest rounds take 33-45 ms, where this machine's jitter is about 20% between runs of "
+               "one case; on 2026-12-06, per 10 x 1M round of 34 ms, the harness's fetch took 5 ms (2.5 of "
+               "them the first blob's fresh pages), hashing 12.7 ms (SHA-256 runs at 1.75 GB/s per core here: "
+               "11.5 ms on two cores is its floor), the header and finiteness checks 2.7 ms, mapping in the "
+               "float64 sums 2.6 ms, the accumulation 8.5 ms, the model's finish 2.4 ms") + ").",
         ]
     lines += [
         "",
@@ -514,11 +514,16 @@ def main() -> int:
         "- Where the time goes (the stage rows above, measured in the same run): `commitment()` of each blob",
         "  (on both cores) is the largest part; the float64 accumulation runs on one thread per core for",
         "  tensors of 16 slices or more (`PARALLEL_MIN_SLICES`: contiguous spans, the same operations per",
-        "  element), and so does the finiteness check (until 2026-12-06 on one thread). The first update",
-        "  is written into the uninitialised float64 sums (`term + 0.0`, the same bits as `0.0 + term`):",
-        "  adding it to zeroed ones faulted every page in twice, once read-only for the read and again",
-        "  on the write. Each span's float32 -> float64 cast is a plain copy before the multiply (numpy's",
-        "  buffered cast inside `multiply` was about 20% slower). A store read into memory the process already had runs at 9-11 GB/s here, into freshly",
+        "  element), and so do the finiteness check and the final division and float32 cast (until",
+        "  2026-12-06 on one thread). The float64 sums' fresh pages are mapped in by one",
+        "  `madvise(MADV_POPULATE_WRITE)` each (`fedchain.memory.populate`) instead of a page fault per",
+        "  4 KiB, and the first update is written into them (`term + 0.0`, the same bits as `0.0 + term`):",
+        "  until 2026-12-06 it was added to zeroed sums, which faulted every page in twice (read-only for",
+        "  the read, again for the write). Each span's float32 -> float64 cast is a plain copy before the",
+        "  multiply (numpy's buffered cast inside `multiply` was about 20% slower). `commitment()` gives",
+        "  its threads groups of leaves of about equal bytes (a blob just over 4 MiB hashed as 3 + 2",
+        "  leaves on two threads before: 1.95 ms against 1.40 ms now).",
+        "- A store read into memory the process already had runs at 9-11 GB/s here, into freshly",
         "  mapped memory at 2.5 GB/s (the kernel faults and zeroes every page): hence `fedchain.memory`. In the",
         "  aggregator the store's verifying `get` is the blob's one hash (`fetch_verified`); until 2026-12-02 the",
         "  round hashed every blob a second time. Other work on the machine skews every figure: the load",
