@@ -5,7 +5,7 @@ per call spent more on starting threads than small inputs take, hence one pool p
 whole process, started on first use. A forked child has none of its parent's threads (the demo
 forks its nodes from a warmed-up parent), so every pool is forgotten in the child, which starts its
 own when it needs one. Which pool runs a job never changes its result: callers split their work
-into fixed pieces first.
+into fixed pieces first, and :func:`run_split` runs the pieces, the first on the calling thread.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _lock = threading.Lock()
 _pools: dict[str, ThreadPoolExecutor] = {}
@@ -32,7 +32,7 @@ def shared_pool(name: str, max_workers: int) -> ThreadPoolExecutor:
         return pool
 
 
-def run_split(name: str, max_workers: int, fn: Callable[..., T], parts: Sequence[tuple[Any, ...]]) -> list[T]:
+def run_split(name: str, max_workers: int, fn: Callable[..., _T], parts: Sequence[tuple[Any, ...]]) -> list[_T]:
     """``[fn(*args) for args in parts]``, the parts run at once: all but the first on the pool
     ``name``, the first on the calling thread (which would otherwise only wait). Results in the
     order of ``parts``; the first exception raised is re-raised once every part is done."""
@@ -43,7 +43,7 @@ def run_split(name: str, max_workers: int, fn: Callable[..., T], parts: Sequence
     try:
         first = fn(*parts[0])
     finally:
-        done = [job.exception() for job in jobs]  # wait for all: callers' buffers outlive no part
+        done = [job.exception() for job in jobs]  # every part ends before the caller's buffers can go
     for exc in done:
         if exc is not None:
             raise exc
