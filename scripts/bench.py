@@ -169,11 +169,14 @@ def round_case(n: int, p: int, strategy: str = "fedavg", source: str = "harness"
 
     store_dir = None
     if source == "store":
+        import atexit
+        import shutil
         import tempfile
 
         from fedchain.store.filesystem import FilesystemStore
 
         store_dir = tempfile.mkdtemp(prefix="fedchain-bench-")
+        atexit.register(shutil.rmtree, store_dir, True)  # this child's exit, whatever happens before it
         store = FilesystemStore(store_dir, fsync=False)
         for h, i in by_hash.items():
             store.put(blob(i), expected_hash=h)
@@ -192,17 +195,10 @@ def round_case(n: int, p: int, strategy: str = "fedavg", source: str = "harness"
     release_freed_memory()  # the untimed pass's freed pages go back: the round faults in what it uses
     before_kib = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    try:
-        t0 = time.perf_counter()
-        comp = compute_round(config, base_arg, commitments, fetch, ctx, min_updates=n,
-                             fetch_verified=store_dir is not None)
-        elapsed = time.perf_counter() - t0
-        peak_kib = _status_kib("VmHWM")
-    finally:
-        if store_dir is not None:
-            import shutil
-
-            shutil.rmtree(store_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    comp = compute_round(config, base_arg, commitments, fetch, ctx, min_updates=n, fetch_verified=store_dir is not None)
+    elapsed = time.perf_counter() - t0
+    peak_kib = _status_kib("VmHWM")
     assert comp.model_hash is not None and all(d.accepted for d in comp.decisions)
     return {"n": n, "p": p, "strategy": strategy, "source": source, "seconds": elapsed,
             "fetch_seconds": fetch_seconds[0] if store_dir is None else None, "update_bytes": update_bytes,
