@@ -367,14 +367,15 @@ def check_update_views(
     if (view.nbytes != len(prefix) + 4 * sum(sizes.values()) or view[: len(prefix)] != prefix
             or len(prefix) - 8 > MAX_HEADER_BYTES or not _valid_names(spec)):
         return _checked_copy(data, c, spec, ctx, max_bytes)
+    # the tensors lie back to back after the header: one finiteness check over all of them
+    payload = np.frombuffer(view, dtype=np.float32, count=sum(sizes.values()), offset=len(prefix))
+    if not all_finite(payload):
+        return _checked_copy(data, c, spec, ctx, max_bytes)  # non_finite, with the count
     out: dict[str, np.ndarray] = {}
-    offset = len(prefix)
+    offset = 0
     for name in sorted(spec):
-        arr = np.frombuffer(view, dtype=np.float32, count=sizes[name], offset=offset)
-        if not all_finite(arr):
-            return _checked_copy(data, c, spec, ctx, max_bytes)  # non_finite, with the count
-        out[name] = arr.reshape(spec[name])
-        offset += 4 * sizes[name]
+        out[name] = payload[offset : offset + sizes[name]].reshape(spec[name])
+        offset += sizes[name]
     return out, None
 
 
